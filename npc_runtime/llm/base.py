@@ -1,0 +1,64 @@
+"""The LLM interface every backend implements.
+
+A backend turns a :class:`GenerationRequest` (chat messages, an optional GBNF grammar) into a
+stream of :class:`LLMChunk`. ``stream()`` is an async generator; closing it early (``aclose()``,
+or cancelling the task that iterates it) stops generation at the next token: backends that
+run in a thread check a stop flag between tokens, HTTP backends close the response.
+
+The first ``prefix_messages`` messages of a request are the stable prefix (the persona and
+its few-shot examples): identical across turns of one character, so backends can reuse their
+KV cache (llama.cpp saved state per ``cache_key``, vLLM automatic prefix caching).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    messages: Sequence[ChatMessage]
+    grammar: str | None = None
+    max_tokens: int = 96
+    temperature: float = 0.7
+    top_p: float = 0.9
+    seed: int | None = None
+    prefix_messages: int = 0
+    cache_key: str | None = None
+    stop: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class LLMChunk:
+    """A piece of generated text. The last chunk of a stream has ``finish_reason`` set
+    (``"stop"``: the model ended; ``"length"``: ``max_tokens`` cut it)."""
+
+    text: str
+    finish_reason: str | None = None
+
+
+@runtime_checkable
+class LLM(Protocol):
+    name: str
+
+    async def warm(self) -> None:
+        """Load and warm the model; return when a request would be served at full speed."""
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[LLMChunk]:
+        """Generate. Raises :class:`~npc_runtime.errors.LLMError` subclasses. Cancel-safe."""
+
+    async def validate_grammar(self, grammar: str) -> None:
+        """Raise :class:`~npc_runtime.errors.GrammarError` when the backend would reject ``grammar``."""
+
+    async def aclose(self) -> None:
+        """Stop and release everything; idempotent."""
