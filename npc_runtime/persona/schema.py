@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from npc_runtime.scene import EntityId
+from npc_runtime.scene import EntityId, Scene
 
 ActionVerb = Literal["move", "grab", "give"]
 ALL_VERBS: tuple[ActionVerb, ...] = ("move", "grab", "give")
+#: How many ids each verb takes, and what they name: ``[move target]``, ``[grab object]``, ``[give object character]``.
+VERB_ARITY: dict[str, int] = {"move": 1, "grab": 1, "give": 2}
+
+_BRACKETED = re.compile(r"\[([^\[\]]*)\]")
+_TAG_BODY = re.compile(r"^[a-z]+(?: [a-z][a-z0-9_]{0,47})*$")
 
 
 class _Strict(BaseModel):
@@ -18,8 +24,8 @@ class _Strict(BaseModel):
 
 class Example(_Strict):
     """A few-shot exchange. ``reply`` may hold action tags such as ``[give chopsticks player]``;
-    the ids in it should exist in ``scene`` (a typical scene for this character, in the same
-    shape a client declares)."""
+    the ids in it should exist in ``Persona.scene`` (a typical scene for this character, in the same
+    shape a client declares). ``example_problems`` checks them."""
 
     player: str = Field(min_length=1, max_length=400, description="What the player says.")
     reply: str = Field(min_length=1, max_length=600, description="The character's answer, with inline action tags.")
@@ -39,6 +45,8 @@ class LLMSettings(_Strict):
 
 
 class Persona(_Strict):
+    """One character, as written in ``characters/<id>.yaml`` (see ``characters/README.md``)."""
+
     id: EntityId = Field(description="Stable id; the file name without .yaml must match it.")
     name: str = Field(min_length=1, max_length=80)
     role: str = Field(min_length=1, max_length=200, description="One line: who this is (e.g. 'owner of a ramen shop').")
@@ -49,8 +57,71 @@ class Persona(_Strict):
     forbidden_topics: list[str] = Field(default_factory=list, max_length=50, description="What the character will not talk about.")
     refusal: str = Field(default="I'd rather not talk about that.", max_length=300, description="What it says when asked about a forbidden topic.")
     actions: list[ActionVerb] = Field(default_factory=list, description="Verbs this character may use; empty = talks only.")
+    scene: Scene | None = Field(default=None, description="A typical scene for this character (the shape a client declares); the ids in the examples' tags are checked against it.")
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
     knowledge: list[str] = Field(default_factory=list, description="Extra knowledge sources (paths), besides knowledge/<id>/ and knowledge/world/.")
     use_world_knowledge: bool = Field(default=True, description="Use the shared knowledge/world/ folder.")
     llm: LLMSettings = Field(default_factory=LLMSettings)
     examples: list[Example] = Field(default_factory=list, max_length=12, description="Few-shot exchanges, part of the cached prompt prefix.")
+
+    @field_validator("actions")
+    @classmethod
+    def _unique_actions(cls, actions: list[ActionVerb]) -> list[ActionVerb]:
+        if len(set(actions)) != len(actions):
+            raise ValueError("each verb may appear only once")
+        return actions
+
+
+def example_problems(persona: Persona) -> list[tuple[int, str]]:
+    """Check the action tags in ``persona.examples``' replies; return ``(example index, problem)`` pairs.
+
+    A tag is ``[verb id ...]``: one of the persona's verbs, single spaces, lowercase ids, the right
+    number of ids for the verb. When the persona declares a ``scene``, ids must name entities of the
+    right kind in it (``move``: a location or character; ``grab``: an object; ``give``: an object, then
+    a character), and never the persona itself.
+    """
+    problems: list[tuple[int, str]] = []
+    for index, example in enumerate(persona.examples):
+        problems.extend((index, p) for p in _reply_problems(persona, example.reply))
+    return problems
+
+
+def _reply_problems(persona: Persona, reply: str) -> list[str]:
+    problems: list[str] = []
+    for match in _BRACKETED.finditer(reply):
+        problem = _tag_problem(persona, match.group(1))
+        if problem:
+            problems.append(f"tag [{match.group(1)}]: {problem}")
+    leftover = _BRACKETED.sub("", reply)
+    if "[" in leftover or "]" in leftover:
+        problems.append("unbalanced '[' or ']' in reply")
+    return problems
+
+
+def _tag_problem(persona: Persona, body: str) -> str | None:
+    if not _TAG_BODY.match(body):
+        return "malformed: expected [verb id ...] with lowercase ids separated by single spaces"
+    verb, *args = body.split(" ")
+    if verb not in ALL_VERBS:
+        return f"unknown verb {verb!r} (verbs: {', '.join(ALL_VERBS)})"
+    if verb not in persona.actions:
+        allowed = ", ".join(persona.actions) or "none"
+        return f"verb {verb!r} is not in this persona's actions ({allowed})"
+    if len(args) != VERB_ARITY[verb]:
+        return f"{verb!r} takes {VERB_ARITY[verb]} id(s), got {len(args)}"
+    if persona.id in args:
+        return f"{persona.id!r} is this persona: a character cannot name itself in a tag"
+    return _scene_problem(persona.scene, verb, args) if persona.scene else None
+
+
+def _scene_problem(scene: Scene, verb: str, args: list[str]) -> str | None:
+    objects, characters = scene.ids("objects"), scene.ids("characters")
+    expected = {
+        "move": [("a location or character", scene.ids("locations") + characters)],
+        "grab": [("an object", objects)],
+        "give": [("an object", objects), ("a character", characters)],
+    }[verb]
+    for arg, (kind, ids) in zip(args, expected):
+        if arg not in ids:
+            return f"{arg!r} is not {kind} in this persona's scene"
+    return None

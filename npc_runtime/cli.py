@@ -1,0 +1,226 @@
+"""The ``npc`` command: serve, say, chat, check, schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from npc_runtime import log as npc_log
+from npc_runtime import protocol as p
+from npc_runtime.settings import Settings
+
+DEFAULT_SCHEMA_PATH = Path("clients/protocol.schema.json")
+
+
+def _add_runtime_flags(ap: argparse.ArgumentParser) -> None:
+    g = ap.add_argument_group("runtime (in-process or serve)")
+    g.add_argument("--characters", type=Path, help="folder of persona YAML files (default: characters)")
+    g.add_argument("--llm", choices=["embedded", "vllm"], help="LLM backend (default: embedded)")
+    g.add_argument("--model-path", type=Path, help="GGUF file for the embedded backend")
+    g.add_argument("--vllm-url", help="vLLM server base URL, e.g. http://127.0.0.1:8000")
+    g.add_argument("--vllm-model", help="model name served by vLLM")
+    g.add_argument("--log-format", choices=["console", "json"])
+    g.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    flags = {
+        "characters_dir": args.characters, "llm": args.llm, "model_path": args.model_path,
+        "vllm_url": args.vllm_url, "vllm_model": args.vllm_model,
+        "log_format": args.log_format, "log_level": args.log_level,
+        "host": getattr(args, "host", None), "port": getattr(args, "port", None),
+    }
+    flags.update(overrides)
+    return Settings(**{k: v for k, v in flags.items() if v is not None})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="npc", description="npc_runtime: game characters that talk and act.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the WebSocket server")
+    s.add_argument("--host", help="interface (default 127.0.0.1)")
+    s.add_argument("--port", type=int, help="port (default 8765; 0 = any free port)")
+    _add_runtime_flags(s)
+
+    for name, text in (("say", "one turn: say TEXT to CHARACTER"), ("chat", "talk to CHARACTER in the terminal")):
+        c = sub.add_parser(name, help=text)
+        c.add_argument("character")
+        if name == "say":
+            c.add_argument("text")
+            c.add_argument("--json", action="store_true", help="print every server event as one JSON object per line")
+        c.add_argument("--scene", type=Path, help="scene JSON file (objects, locations, characters)")
+        c.add_argument("--server", help="ws://HOST:PORT of a running server (default: run the runtime in-process)")
+        c.add_argument("--player-name", help="what the character calls you")
+        c.add_argument("--seed", type=int, help="sampling seed")
+        _add_runtime_flags(c)
+
+    k = sub.add_parser("check", help="validate persona files")
+    k.add_argument("dir", nargs="?", type=Path, default=Path("characters"))
+
+    sc = sub.add_parser("schema", help="write the protocol's JSON Schema")
+    sc.add_argument("--out", type=Path, default=DEFAULT_SCHEMA_PATH, help=f"output file (default {DEFAULT_SCHEMA_PATH}; '-' for stdout)")
+    return ap
+
+
+async def _serve(settings: Settings) -> int:
+    from npc_runtime.server import NpcServer
+    from npc_runtime.wiring import build_runtime
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runtime = await build_runtime(settings)
+    server = NpcServer(runtime.services, host=settings.host, port=settings.port)
+    try:
+        await server.start()
+        print(f"npc_runtime listening on {server.url} (health: http://{settings.host}:{server.port}/healthz)", file=sys.stderr, flush=True)
+        warm = asyncio.create_task(runtime.warm(), name="warm")
+        warm.add_done_callback(lambda t: stop.set() if not t.cancelled() and t.exception() else None)
+        await stop.wait()
+        warm.cancel()
+        failed = (await asyncio.gather(warm, return_exceptions=True))[0]
+    finally:
+        await server.aclose()
+        await runtime.aclose()
+    if isinstance(failed, Exception):
+        print(f"npc: the models failed to load: {failed}", file=sys.stderr)
+        return 1
+    print("npc_runtime stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+@asynccontextmanager
+async def _connection(args: argparse.Namespace) -> AsyncIterator[Any]:
+    """A client connected to ``--server``, or to a runtime started in-process on loopback."""
+    from npc_runtime.client import NpcClient
+
+    if args.server:
+        async with NpcClient.connect(args.server) as client:
+            yield client
+        return
+    from npc_runtime.server import NpcServer
+    from npc_runtime.wiring import build_runtime
+
+    runtime = await build_runtime(_settings(args, port=0))
+    server = NpcServer(runtime.services, host="127.0.0.1", port=0)
+    try:
+        await server.start()
+        await runtime.warm()
+        async with NpcClient.connect(server.url) as client:
+            yield client
+    finally:
+        await server.aclose()
+        await runtime.aclose()
+
+
+def _scene(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"npc: cannot read scene {path}: {exc}") from None
+
+
+def _print_human(event: Any) -> None:
+    if isinstance(event, p.TextDelta):
+        print(event.text, end="", flush=True)
+    elif isinstance(event, p.ActionEvent):
+        args = " ".join(a for a in (event.object, event.target) if a)
+        print(f" [{event.verb} {args}]", end="", flush=True)
+    elif isinstance(event, p.ResponseEnd):
+        t = event.timings
+        print(f"\n  ({event.status}; first text {t.get('first_text', float('nan')):.0f} ms, end {t.get('end', 0):.0f} ms)")
+    elif isinstance(event, p.ErrorEvent):
+        print(f"\nerror {event.code}: {event.message}", file=sys.stderr)
+
+
+async def _say(args: argparse.Namespace) -> int:
+    from npc_runtime.client import ServerError
+
+    options = {"seed": args.seed} if args.seed is not None else None
+    async with _connection(args) as client:
+        try:
+            ready = await client.start_session(args.character, scene=_scene(args.scene), player_name=args.player_name, options=options)
+        except ServerError as exc:
+            print(exc.event.model_dump_json() if args.json else f"error {exc}", file=sys.stdout if args.json else sys.stderr)
+            return 1
+        if args.json:
+            print(ready.model_dump_json(), flush=True)
+        status = 1
+        async for event in client.say(args.text):
+            if args.json:
+                print(event.model_dump_json(), flush=True)
+            else:
+                _print_human(event)
+            if isinstance(event, p.ResponseEnd):
+                status = 0 if event.status != "failed" else 1
+        return status
+
+
+async def _chat(args: argparse.Namespace) -> int:
+    from npc_runtime.client import ServerError
+
+    options = {"seed": args.seed} if args.seed is not None else None
+    async with _connection(args) as client:
+        try:
+            ready = await client.start_session(args.character, scene=_scene(args.scene), player_name=args.player_name, options=options)
+        except ServerError as exc:
+            print(f"error {exc}", file=sys.stderr)
+            return 1
+        print(f"Talking to {ready.character.name}. Empty line or Ctrl-D to quit.")
+        while True:
+            try:
+                line = await asyncio.to_thread(input, "you> ")
+            except EOFError:
+                line = ""
+            if not line.strip():
+                return 0
+            print(f"{ready.character.name}> ", end="", flush=True)
+            async for event in client.say(line):
+                _print_human(event)
+
+
+def _schema(out: Path) -> int:
+    text = json.dumps(p.json_schema(), indent=2, sort_keys=True) + "\n"
+    if str(out) == "-":
+        sys.stdout.write(text)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "check":
+        from npc_runtime.persona.loader import check_main
+
+        return check_main(args.dir)
+    if args.command == "schema":
+        return _schema(args.out)
+    quiet = args.command in ("say", "chat")
+    settings = _settings(args, **({"log_level": args.log_level or "warning"} if quiet else {}))
+    npc_log.configure(level=settings.log_level, fmt=settings.log_format)
+    runner = {"serve": lambda: _serve(settings), "say": lambda: _say(args), "chat": lambda: _chat(args)}[args.command]
+    try:
+        return asyncio.run(runner())
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        print(f"npc: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

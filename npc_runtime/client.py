@@ -1,0 +1,110 @@
+"""Async Python client for the npc_runtime protocol. Depends only on ``websockets`` and
+:mod:`npc_runtime.protocol`.
+
+    async with NpcClient.connect("ws://127.0.0.1:8765") as client:
+        ready = await client.start_session("jin", scene=scene, player_name="Kai")
+        async for event in client.say("Could you hand me the chopsticks?"):
+            print(event.type)          # response.start, response.text.delta…, response.end
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from npc_runtime import protocol as p
+from npc_runtime.scene import Scene
+
+
+class ServerError(Exception):
+    """An ``error`` event the client did not expect."""
+
+    def __init__(self, event: p.ErrorEvent) -> None:
+        super().__init__(f"{event.code}: {event.message}")
+        self.event = event
+        self.code = event.code
+
+
+class NpcClient:
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self._ids = itertools.count(1)
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(cls, url: str, *, open_timeout: float = 30.0) -> AsyncIterator["NpcClient"]:
+        async with connect(url, open_timeout=open_timeout, max_size=None) as ws:
+            yield cls(ws)
+
+    def _next_id(self) -> str:
+        return f"c{next(self._ids)}"
+
+    async def send(self, message: Any) -> str | None:
+        """Send a protocol message (a model or a raw dict); returns its id."""
+        if isinstance(message, dict):
+            await self.ws.send(json.dumps(message))
+            return message.get("id")
+        if getattr(message, "id", "x") is None:
+            message = message.model_copy(update={"id": self._next_id()})
+        await self.ws.send(message.model_dump_json(exclude_none=True))
+        return getattr(message, "id", None)
+
+    async def send_raw(self, frame: str | bytes) -> None:
+        await self.ws.send(frame)
+
+    async def recv(self, timeout: float | None = None) -> Any:
+        """The next server event, parsed. Cancel-safe (websockets' ``recv`` is)."""
+        frame = await asyncio.wait_for(self.ws.recv(), timeout) if timeout else await self.ws.recv()
+        return p.parse_server_event(frame)
+
+    async def events(self) -> AsyncIterator[Any]:
+        async for frame in self.ws:
+            yield p.parse_server_event(frame)
+
+    async def start_session(
+        self,
+        character: str,
+        *,
+        scene: Scene | dict[str, Any] | None = None,
+        player_id: str = "player",
+        player_name: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> p.SessionReady:
+        """Start the session; raises :class:`ServerError` on an ``error`` event."""
+        scene_obj = Scene.model_validate(scene) if isinstance(scene, dict) else (scene or Scene())
+        await self.send(p.SessionStart(
+            character=character, scene=scene_obj, player=p.Player(id=player_id, name=player_name),
+            options=p.SessionOptions(**(options or {})),
+        ))
+        event = await self.recv()
+        if isinstance(event, p.ErrorEvent):
+            raise ServerError(event)
+        if not isinstance(event, p.SessionReady):
+            raise ServerError(p.ErrorEvent(code="unexpected_event", message=f"expected session.ready, got {event.type}"))
+        return event
+
+    async def say(self, text: str) -> AsyncIterator[Any]:
+        """Send one utterance and yield every event up to and including its ``response.end``."""
+        await self.send(p.TextInput(text=text))
+        async for event in self._until_end():
+            yield event
+
+    async def game_event(self, description: str, *, react: bool = False) -> str | None:
+        return await self.send(p.GameEvent(description=description, react=react))
+
+    async def _until_end(self) -> AsyncIterator[Any]:
+        response_id: str | None = None
+        async for event in self.events():
+            yield event
+            if isinstance(event, p.ResponseStart) and response_id is None:
+                response_id = event.response_id
+            if isinstance(event, p.ResponseEnd) and event.response_id == response_id:
+                return
+            if isinstance(event, p.ErrorEvent) and event.response_id is None and response_id is None:
+                return

@@ -1,0 +1,113 @@
+"""The dialogue stage: one turn from (persona, scene, history, utterance) to speech and actions.
+
+:meth:`Dialogue.respond` is an async generator of :class:`SpeechDelta` and :class:`ActionOut`.
+It builds the turn's action grammar from the scene and the persona's verbs, validates it with
+the backend, streams the LLM, and splits tags out of the speech as tokens arrive. Closing the
+generator early (interruption) stops the LLM at its next token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from npc_runtime.dialogue.grammar import Action, build_action_grammar
+from npc_runtime.dialogue.prompt import HistoryEntry, build_messages
+from npc_runtime.dialogue.tags import ActionPiece, TagStreamParser, TextPiece
+from npc_runtime.llm.base import LLM, GenerationRequest
+from npc_runtime.persona.schema import Persona
+from npc_runtime.scene import Scene
+from npc_runtime.timeline import Timeline
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnInput:
+    persona: Persona
+    scene: Scene
+    history: Sequence[HistoryEntry]
+    player_text: str | None
+    player_name: str | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ActionOut:
+    action: Action
+    text_offset: int
+
+
+@dataclass(slots=True)
+class TurnStats:
+    """Filled in while the turn runs; complete when the generator ends."""
+
+    chunks: int = 0
+    finish_reason: str | None = None
+    dropped_tags: int = 0
+    grammar: str | None = field(default=None, repr=False)
+
+
+def allowed_verbs(persona: Persona) -> list[str]:
+    return list(persona.actions)
+
+
+class Dialogue:
+    """The dialogue stage over one LLM backend."""
+
+    def __init__(self, *, llm: LLM) -> None:
+        self.llm = llm
+
+    async def respond(self, turn: TurnInput, *, timeline: Timeline, stats: TurnStats) -> AsyncIterator[SpeechDelta | ActionOut]:
+        """Stream one reply. Cancel-safe: closing it stops generation; what was yielded stands."""
+        persona, scene = turn.persona, turn.scene
+        verbs = allowed_verbs(persona)
+        messages, prefix_len = build_messages(
+            persona, verbs, scene, turn.history, player_text=turn.player_text, player_name=turn.player_name
+        )
+        grammar = build_action_grammar(scene, verbs, self_id=persona.id) if verbs else None
+        if grammar is not None:
+            await self.llm.validate_grammar(grammar)
+        stats.grammar = grammar
+        request = GenerationRequest(
+            messages=messages,
+            grammar=grammar,
+            max_tokens=turn.max_tokens or persona.llm.max_tokens,
+            temperature=persona.llm.temperature,
+            top_p=persona.llm.top_p,
+            seed=turn.seed,
+            prefix_messages=prefix_len,
+            cache_key=persona.id,
+        )
+        parser = TagStreamParser(scene, verbs, self_id=persona.id)
+        timeline.mark("prompt_ready")
+        stream = self.llm.stream(request)
+        try:
+            async for chunk in stream:
+                timeline.mark("first_token")
+                stats.chunks += 1
+                if chunk.finish_reason:
+                    stats.finish_reason = chunk.finish_reason
+                for out in self._convert(parser.feed(chunk.text)):
+                    yield out
+            for out in self._convert(parser.close()):
+                yield out
+        finally:
+            await stream.aclose()
+            stats.dropped_tags = parser.dropped
+
+    @staticmethod
+    def _convert(pieces: Sequence[TextPiece | ActionPiece]) -> list[SpeechDelta | ActionOut]:
+        return [
+            ActionOut(piece.action, piece.text_offset) if isinstance(piece, ActionPiece) else SpeechDelta(piece.text)
+            for piece in pieces
+            if isinstance(piece, ActionPiece) or piece.text
+        ]

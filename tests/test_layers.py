@@ -1,0 +1,44 @@
+"""Each engine library is imported by exactly one module (docs/architecture.md); the layer
+order itself is checked by import-linter (`lint-imports`, run by scripts/test.sh)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "npc_runtime"
+
+#: library -> the modules (paths relative to npc_runtime/) allowed to import it directly
+OWNERS = {
+    "llama_cpp": {"llm/llama_cpp.py"},
+    "httpx": {"llm/vllm.py"},
+    "websockets": {"server.py", "client.py"},
+    "chromadb": set(),
+    "sentence_transformers": set(),
+    "faster_whisper": set(),
+    "piper": set(),
+}
+
+
+def _imported_roots(path: Path) -> set[str]:
+    roots: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_engine_libraries_have_one_owner() -> None:
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        for lib in _imported_roots(path) & OWNERS.keys():
+            if rel not in OWNERS[lib]:
+                offenders.append(f"{rel} imports {lib}")
+    assert offenders == []
+
+
+def test_the_check_sees_modules() -> None:
+    assert "websockets" in _imported_roots(PACKAGE / "server.py")

@@ -1,0 +1,191 @@
+"""The embedded engine with the real SmolLM2 model. Figures are printed (run with ``-s``), never asserted
+beyond generous bounds: timings belong in benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+import pytest
+
+from llama_fixture import llama_engine  # noqa: F401 - the session fixture
+from npc_runtime.dialogue.grammar import build_action_grammar
+from npc_runtime.errors import GrammarError
+from npc_runtime.llm.base import ChatMessage, GenerationRequest, LLMChunk
+from npc_runtime.scene import Entity, Scene
+
+pytestmark = pytest.mark.engine
+
+LOOPING = 'root ::= ("tick ")+ "end"'  # cannot finish before max_tokens in practice
+
+
+def chat(text: str, **kw) -> GenerationRequest:
+    return GenerationRequest(messages=[ChatMessage("system", "You are a friendly innkeeper."), ChatMessage("user", text)], **kw)
+
+
+async def collect(engine, request: GenerationRequest) -> list[LLMChunk]:
+    return [chunk async for chunk in engine.stream(request)]
+
+
+async def test_streams_several_chunks(llama_engine) -> None:  # noqa: F811
+    chunks = await collect(llama_engine, chat("Tell me about your inn.", max_tokens=24, seed=1))
+    assert len(chunks) >= 3
+    assert all(c.finish_reason is None for c in chunks[:-1])
+    assert chunks[-1].finish_reason in {"stop", "length"}
+    assert "".join(c.text for c in chunks).strip()
+    assert "<|im_end|>" not in "".join(c.text for c in chunks)
+
+
+async def test_max_tokens_gives_length(llama_engine) -> None:  # noqa: F811
+    chunks = await collect(llama_engine, chat("Hello", max_tokens=3, grammar=LOOPING))
+    assert chunks[-1].finish_reason == "length"
+    assert re.fullmatch(r"(tick ?){1,3}", "".join(c.text for c in chunks))
+
+
+async def test_grammar_holds_the_output_and_speed(llama_engine) -> None:  # noqa: F811
+    chunks = await collect(llama_engine, chat("Greet me", grammar='root ::= "Ahoy, " ("matey" | "friend") "!"', max_tokens=16))
+    assert "".join(c.text for c in chunks) in {"Ahoy, matey!", "Ahoy, friend!"}
+
+    scene = Scene(objects=[Entity(id="ale"), Entity(id="key")], locations=[Entity(id="door")],
+                  characters=[Entity(id="player"), Entity(id="inn_keeper")])
+    grammar = build_action_grammar(scene, ["move", "grab", "give"], self_id="inn_keeper")
+    shape = re.compile(r"[^\[\]\n]*(\[(move (ale|key|door|player)|grab (ale|key)|give (ale|key) player)\]( [^\[\]\n]*)?)*")
+    speeds = {}
+    for label, g in (("no grammar", None), ("action grammar", grammar)):
+        rates = []
+        for seed in range(3):
+            request = chat("Describe your inn in detail.", grammar=g, max_tokens=64, seed=seed, temperature=0.8)
+            text = "".join(c.text for c in await collect(llama_engine, request))
+            if g is not None:
+                assert shape.fullmatch(text), text
+            rates.append(llama_engine.stats.tokens_per_s)
+        speeds[label] = sorted(rates)[1]
+    print(f"\ngeneration tok/s (median of 3, 64 tokens): {speeds}")
+
+
+async def test_cancel_by_aclose_stops_quickly_and_engine_stays_usable(llama_engine) -> None:  # noqa: F811
+    stream = llama_engine.stream(chat("Count", grammar=LOOPING, max_tokens=200))
+    received = 0
+    async for _ in stream:
+        received += 1
+        if received == 5:
+            break
+    await stream.aclose()  # returns once the thread has stopped
+    generated = llama_engine.stats.completion_tokens
+    print(f"\naclose after {received} chunks: the thread generated {generated} tokens")
+    assert generated <= received + 2
+    chunks = await collect(llama_engine, chat("Hi", grammar='root ::= ("yes" | "no")', max_tokens=4))
+    assert "".join(c.text for c in chunks) in {"yes", "no"}
+
+
+async def test_cancel_by_task_cancellation(llama_engine) -> None:  # noqa: F811
+    received = asyncio.Event()
+    count = 0
+
+    async def consume() -> None:
+        nonlocal count
+        async for _ in llama_engine.stream(chat("Count", grammar=LOOPING, max_tokens=200)):
+            count += 1
+            if count == 5:
+                received.set()
+
+    task = asyncio.create_task(consume(), name="consume-llama")
+    await received.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    generated = llama_engine.stats.completion_tokens
+    print(f"\ncancel after {count} chunks: the thread generated {generated} tokens")
+    assert generated <= count + 3
+    chunks = await collect(llama_engine, chat("Hi", max_tokens=8))
+    assert chunks[-1].finish_reason in {"stop", "length"}
+
+
+async def test_invalid_grammar_raises_without_crashing(llama_engine, capfd) -> None:  # noqa: F811
+    with pytest.raises(GrammarError) as info:
+        await llama_engine.validate_grammar('root ::= ("a" | missing-rule')
+    assert info.value.code == "invalid_grammar"
+    with pytest.raises(GrammarError):
+        await collect(llama_engine, chat("Hi", grammar="root ::= [z-", max_tokens=4))
+    err = capfd.readouterr().err
+    assert "parsing grammar" not in err  # captured into the exception, not printed
+    print(f"\nGrammarError message: {info.value.message[:160]}")
+    chunks = await collect(llama_engine, chat("Hi", max_tokens=4))
+    assert chunks[-1].finish_reason in {"stop", "length"}
+
+
+PERSONA_A = (
+    "You are Jin, the owner of a small ramen shop in a rainy neon city. You have run the shop for thirty years. "
+    "You are gruff but kind, you speak in short sentences, and you never talk about the war. "
+) * 6
+PERSONA_B = (
+    "You are Nova, a cybersecurity expert who sits at the counter every night. You are witty and curious, "
+    "you love puzzles, and you distrust corporations. You never reveal your real name. "
+) * 6
+
+
+def persona_request(persona: str, key: str, question: str) -> GenerationRequest:
+    messages = [
+        ChatMessage("system", persona),
+        ChatMessage("user", "Who are you?"),
+        ChatMessage("assistant", "Just someone who likes this place."),
+        ChatMessage("user", question),
+    ]
+    return GenerationRequest(messages=messages, prefix_messages=3, cache_key=key, max_tokens=8, temperature=0.0)
+
+
+async def ttft(engine, request: GenerationRequest) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    first = None
+    text = []
+    async for chunk in engine.stream(request):
+        if first is None and chunk.text:
+            first = time.perf_counter() - t0
+        text.append(chunk.text)
+    return (first if first is not None else time.perf_counter() - t0), "".join(text)
+
+
+async def test_prefix_state_per_character(llama_engine) -> None:  # noqa: F811
+    rows = []
+    plan = [("A", "cold"), ("A", "warm"), ("B", "cold"), ("A", "switch"), ("B", "switch"), ("B", "warm")]
+    texts: dict[tuple[str, str], str] = {}
+    for who, label in plan:
+        persona, key = (PERSONA_A, "jin-test") if who == "A" else (PERSONA_B, "nova-test")
+        question = "What is good tonight?" if label != "warm" else "Is it raining?"
+        seconds, text = await ttft(llama_engine, persona_request(persona, key, question))
+        s = llama_engine.stats
+        rows.append((who, label, seconds, s.prefix, s.prompt_tokens, s.reused_tokens, s.evaluated_tokens, s.state_bytes))
+        texts.setdefault((who, question), text)
+        if label == "switch":
+            assert text == texts[(who, question)]  # a restored state gives the same greedy reply
+    print("\nwho label   ttft_ms prefix  prompt reused evaluated state_bytes")
+    for who, label, seconds, prefix, prompt, reused, evaluated, state in rows:
+        print(f"{who}   {label:<7} {seconds * 1000:7.1f} {prefix!s:<7} {prompt:6} {reused:6} {evaluated:9} {state:11}")
+    assert [r[3] for r in rows] == ["saved", "hit", "saved", "loaded", "loaded", "hit"]
+    for row in rows[3:5]:
+        assert row[5] >= row[4] - 30  # the whole prefix came from the saved state
+
+
+async def test_event_loop_is_not_blocked(llama_engine) -> None:  # noqa: F811
+    lags: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            await asyncio.sleep(0.005)
+            lags.append(time.perf_counter() - t0 - 0.005)
+
+    task = asyncio.create_task(ticker(), name="loop-lag-ticker")
+    try:
+        long_prompt = "Tell me a long story about the sea. " * 40
+        await collect(llama_engine, chat(long_prompt, max_tokens=48, seed=3))
+        await collect(llama_engine, chat("More", grammar=LOOPING, max_tokens=48))
+    finally:
+        stop.set()
+        await task
+    worst = max(lags)
+    print(f"\nloop lag while generating: max {worst * 1000:.1f} ms, median {sorted(lags)[len(lags) // 2] * 1000:.2f} ms "
+          f"over {len(lags)} ticks")
+    assert worst < 0.25

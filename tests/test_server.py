@@ -1,0 +1,131 @@
+"""A real server on 127.0.0.1:0 driven by a real client (websockets) — with the scripted engine:
+these test the server's handling of connections and bad input, not the model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from websockets.asyncio.client import connect
+
+from npc_runtime import protocol as p
+from npc_runtime.client import NpcClient, ServerError
+from npc_runtime.dialogue.turn import Dialogue
+from npc_runtime.llm.fake import FakeLLM
+from npc_runtime.server import NpcServer
+from npc_runtime.session import Services
+from npc_runtime.persona.registry import PersonaRegistry
+
+from conftest import CHARACTERS, scene_dict
+
+
+@pytest_asyncio.fixture
+async def server() -> AsyncIterator[NpcServer]:
+    personas = PersonaRegistry(CHARACTERS, poll_interval=0.05)
+    await personas.start()
+    llm = FakeLLM(["Here you go. [give chopsticks player]"], token_delay=0.01)
+    services = Services(personas=personas, dialogue=Dialogue(llm=llm))
+    srv = NpcServer(services, host="127.0.0.1", port=0)
+    await srv.start()
+    try:
+        yield srv
+    finally:
+        await srv.aclose()
+        await personas.aclose()
+
+
+def _http_get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+async def test_healthz_turns_200_when_ready(server: NpcServer) -> None:
+    url = f"http://127.0.0.1:{server.port}/healthz"
+    assert (await asyncio.to_thread(_http_get, url))[0] == 503
+    server.services.ready.set()
+    assert await asyncio.to_thread(_http_get, url) == (200, "ok\n")
+    assert (await asyncio.to_thread(_http_get, f"http://127.0.0.1:{server.port}/nothing"))[0] == 404
+
+
+async def test_a_text_turn_over_the_wire(server: NpcServer) -> None:
+    server.services.ready.set()
+    async with NpcClient.connect(server.url) as client:
+        ready = await client.start_session("jin", scene=scene_dict("ramen_shop.json"), player_name="Kai")
+        assert ready.actions == ["move", "grab", "give"]
+        events = [e async for e in client.say("Chopsticks?")]
+    assert events[-1].type == "response.end" and events[-1].status == "completed"
+    assert "".join(e.text for e in events if e.type == "response.text.delta") == "Here you go."
+    assert [(e.verb, e.object, e.target) for e in events if e.type == "response.action"] == [("give", "chopsticks", "player")]
+
+
+BAD_FRAMES: list[tuple[Any, str]] = [
+    ("{nope", "bad_json"),
+    ('{"type": "teleport"}', "unknown_type"),
+    ('{"type": "input.text", "text": 5}', "invalid_message"),
+    (json.dumps({"type": "input.text", "text": "x" * 3000}), "text_too_large"),
+    (json.dumps({"type": "input.text", "text": "x" * 100_000}), "message_too_large"),
+    (b"\x00\x01binary", "binary_not_supported"),
+    (json.dumps({"type": "scene.update", "scene": {"objects": [{"id": "a"}, {"id": "a"}]}}), "invalid_scene"),
+]
+
+
+async def test_bad_input_gets_errors_and_the_connection_stays_usable(server: NpcServer) -> None:
+    server.services.ready.set()
+    async with NpcClient.connect(server.url) as client:
+        await client.send_raw('{"type": "input.text", "text": "too early", "id": "e0"}')
+        err = await client.recv(timeout=5)
+        assert (err.code, err.ref) == ("no_session", "e0")
+        with pytest.raises(ServerError) as info:
+            await client.start_session("ghost")
+        assert info.value.code == "unknown_character"
+        await client.send_raw(json.dumps({"type": "session.start", "character": "jin", "scene": {"objects": [{"id": "x"}, {"id": "x"}]}}))
+        assert (await client.recv(timeout=5)).code == "invalid_scene"
+        await client.start_session("jin", scene=scene_dict("ramen_shop.json"))
+        for frame, code in BAD_FRAMES:
+            await client.send_raw(frame)
+            event = await client.recv(timeout=5)
+            assert event.type == "error" and event.code == code, (frame[:40], event)
+            assert event.fatal is False
+        events = [e async for e in client.say("still there?")]
+        assert events[-1].status == "completed"
+
+
+async def test_a_bad_client_does_not_disturb_another(server: NpcServer) -> None:
+    server.services.ready.set()
+    async with NpcClient.connect(server.url) as good, connect(server.url) as bad:
+        await good.start_session("nova", scene=scene_dict("lab.json"))
+        await good.send(p.TextInput(text="hi"))
+        for _ in range(20):
+            await bad.send("{garbage")
+        await bad.send(b"\xff" * 2_000_000)  # over the hard frame limit: only this connection closes
+        events = [e async for e in good._until_end()]
+        assert events[-1].type == "response.end" and events[-1].status == "completed"
+        with pytest.raises(Exception):
+            for _ in range(30):
+                await asyncio.wait_for(bad.recv(), 5)
+    assert len(server.sessions) == 0 or all(s.state.value != "responding" for s in server.sessions)
+
+
+async def test_disconnect_mid_response_cleans_up(server: NpcServer) -> None:
+    server.services.ready.set()
+    before = set(asyncio.all_tasks())
+    for _ in range(5):
+        async with NpcClient.connect(server.url) as client:
+            await client.start_session("jin")
+            await client.send(p.TextInput(text="talk"))
+            await client.recv(timeout=5)
+    for _ in range(50):
+        if not server.sessions:
+            break
+        await asyncio.sleep(0.02)
+    assert server.sessions == set()
+    leftover = {t for t in asyncio.all_tasks() - before if not t.done() and t.get_name().startswith(("turn-", "write-"))}
+    assert leftover == set()

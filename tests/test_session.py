@@ -1,0 +1,220 @@
+"""Session logic driven by the scripted FakeLLM (no model): event order, interruption and what
+the history keeps, game events, scene updates, errors, and that no task outlives a session."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from npc_runtime import protocol as p
+from npc_runtime.dialogue.turn import Dialogue
+from npc_runtime.errors import LLMUnavailable, PersonaError
+from npc_runtime.llm.fake import FakeLLM
+from npc_runtime.persona.loader import load_persona
+from npc_runtime.persona.schema import Persona
+from npc_runtime.session import TRANSITIONS, Services, Session, State, Trigger, next_state
+
+from conftest import CHARACTERS, scene_dict
+
+
+class Personas:
+    def __init__(self) -> None:
+        self.by_id = {pid: load_persona(CHARACTERS / f"{pid}.yaml") for pid in ("jin", "nova")}
+
+    def get(self, character_id: str) -> Persona:
+        try:
+            return self.by_id[character_id]
+        except KeyError:
+            raise PersonaError(f"unknown character {character_id!r}", code="unknown_character") from None
+
+
+def make_session(llm: FakeLLM, personas: Personas | None = None) -> Session:
+    services = Services(personas=personas or Personas(), dialogue=Dialogue(llm=llm))
+    services.ready.set()
+    return Session(services)
+
+
+async def drain_until(session: Session, kind: str, timeout: float = 5.0) -> list[Any]:
+    events: list[Any] = []
+    async with asyncio.timeout(timeout):
+        while True:
+            event = await session.outbox.get()
+            events.append(event)
+            if event.type == kind:
+                return events
+
+
+async def started(llm: FakeLLM, character: str = "jin", **kw: Any) -> Session:
+    session = make_session(llm, **kw)
+    await session.handle(p.SessionStart(character=character, scene=p.Scene.model_validate(scene_dict("ramen_shop.json")), player=p.Player(name="Kai")))
+    (ready,) = await drain_until(session, "session.ready")
+    assert ready.character.id == character
+    return session
+
+
+def test_transition_table_is_closed() -> None:
+    assert next_state(State.AWAITING_START, Trigger.START) is State.IDLE
+    with pytest.raises(Exception):
+        next_state(State.AWAITING_START, Trigger.RESPOND)
+    assert all(isinstance(k[0], State) and isinstance(v, State) for k, v in TRANSITIONS.items())
+
+
+async def test_text_turn_streams_text_then_actions_then_end() -> None:
+    llm = FakeLLM(["Here you go, friend. [give chopsticks player]"])
+    session = await started(llm)
+    await session.handle(p.TextInput(text="Chopsticks please", id="m1"))
+    events = await drain_until(session, "response.end")
+    kinds = [e.type for e in events]
+    assert kinds[0] == "response.start" and kinds[-1] == "response.end"
+    assert events[0].ref == "m1"
+    rid = events[0].response_id
+    assert all(e.response_id == rid for e in events)
+    text = "".join(e.text for e in events if e.type == "response.text.delta")
+    assert text == "Here you go, friend." and "[" not in text
+    (action,) = [e for e in events if e.type == "response.action"]
+    assert (action.verb, action.object, action.target, action.text_offset) == ("give", "chopsticks", "player", len(text))
+    end = events[-1]
+    assert end.status == "completed" and end.text == text
+    assert [a.verb for a in end.actions] == ["give"]
+    assert {"prompt_ready", "first_token", "first_text", "end"} <= end.timings.keys()
+    assert llm.grammars and "chopsticks" in llm.grammars[0]
+    assert [h.kind for h in session.history] == ["player", "character"]
+    assert session.history[-1].text == "Here you go, friend. [give chopsticks player]"
+    await session.aclose()
+
+
+async def test_new_text_interrupts_and_history_keeps_only_what_was_sent() -> None:
+    llm = FakeLLM(["one two three four five six seven eight nine ten eleven twelve", "Okay."], token_delay=0.05)
+    session = await started(llm)
+    await session.handle(p.TextInput(text="Tell me a long story"))
+    first = await drain_until(session, "response.text.delta")
+    first += await drain_until(session, "response.text.delta")
+    await session.handle(p.TextInput(text="Stop."))
+    events = await drain_until(session, "response.end")
+    end = events[-1]
+    assert end.response_id == first[0].response_id and end.status == "interrupted"
+    sent = "".join(e.text for e in first + events if e.type == "response.text.delta")
+    assert end.text == sent and 0 < len(sent) < len("one two three four five six seven eight nine ten eleven twelve")
+    assert llm.stopped_early == 1
+    second = await drain_until(session, "response.end")
+    assert second[-1].status == "completed" and second[-1].text == "Okay."
+    assert [h.kind for h in session.history] == ["player", "character", "player", "character"]
+    assert session.history[1].text == sent.strip()
+    await session.aclose()
+
+
+async def test_cancel_stops_the_response() -> None:
+    llm = FakeLLM(["a b c d e f g h i j k l m n o p"], token_delay=0.05)
+    session = await started(llm)
+    await session.handle(p.TextInput(text="go"))
+    (start,) = await drain_until(session, "response.start")
+    await session.handle(p.ResponseCancel(response_id=start.response_id))
+    events = await drain_until(session, "response.end")
+    assert events[-1].status == "interrupted"
+    await session.handle(p.ResponseCancel(id="c9"))
+    (err,) = await drain_until(session, "error")
+    assert err.code == "no_response" and err.ref == "c9"
+    await session.aclose()
+
+
+async def test_game_event_is_remembered_and_can_trigger_a_reaction() -> None:
+    llm = FakeLLM(["Fire! [move door]"])
+    session = await started(llm)
+    await session.handle(p.GameEvent(description="The player looted the shop.", id="e1"))
+    (ack,) = await drain_until(session, "game.event.accepted")
+    assert ack.ref == "e1" and ack.reacting is False
+    await session.handle(p.GameEvent(description="A fire broke out in the kitchen.", react=True))
+    events = await drain_until(session, "response.end")
+    assert events[0].type == "game.event.accepted" and events[1].trigger == "game_event"
+    assert [a.target for a in events[-1].actions] == ["door"]
+    last_user = llm.requests[-1].messages[-1]
+    assert last_user.role == "user" and "looted" in last_user.content and "fire broke out" in last_user.content
+    await session.aclose()
+
+
+async def test_scene_update_changes_the_grammar() -> None:
+    llm = FakeLLM(["Sure. [grab lantern]"])
+    session = await started(llm)
+    await session.handle(p.SceneUpdate(scene=p.Scene.model_validate({"objects": [{"id": "lantern"}], "characters": [{"id": "jin"}, {"id": "player"}]})))
+    (upd,) = await drain_until(session, "scene.updated")
+    assert (upd.objects, upd.characters) == (1, 1)  # jin does not see himself
+    await session.handle(p.TextInput(text="grab the lantern"))
+    events = await drain_until(session, "response.end")
+    assert [a.object for a in events[-1].actions] == ["lantern"]
+    assert "lantern" in llm.grammars[-1] and "ramen_bowl" not in llm.grammars[-1]
+    await session.aclose()
+
+
+async def test_tags_outside_the_scene_never_become_actions() -> None:
+    llm = FakeLLM(["Here. [give sword player] [fly moon] [grab menu]"])
+    session = await started(llm)
+    await session.handle(p.TextInput(text="x"))
+    events = await drain_until(session, "response.end")
+    assert [(a.verb, a.object) for a in events[-1].actions] == [("grab", "menu")]
+    assert "[" not in events[-1].text
+    await session.aclose()
+
+
+async def test_protocol_errors_keep_the_session_usable() -> None:
+    llm = FakeLLM(["Hi."])
+    session = make_session(llm)
+    await session.handle(p.TextInput(text="hello", id="t1"))
+    (err,) = await drain_until(session, "error")
+    assert (err.code, err.ref) == ("no_session", "t1")
+    await session.handle(p.SessionStart(character="nobody"))
+    (err,) = await drain_until(session, "error")
+    assert err.code == "unknown_character"
+    await session.handle(p.SessionStart(character="jin"))
+    await drain_until(session, "session.ready")
+    await session.handle(p.SessionStart(character="nova"))
+    (err,) = await drain_until(session, "error")
+    assert err.code == "session_exists"
+    await session.handle(p.Ping(id="k"))
+    (pong,) = await drain_until(session, "pong")
+    assert pong.ref == "k"
+    await session.aclose()
+
+
+async def test_llm_failure_ends_the_response_as_failed() -> None:
+    llm = FakeLLM(["x"], fail_with=LLMUnavailable("server went away"))
+    session = await started(llm)
+    await session.handle(p.TextInput(text="hi"))
+    events = await drain_until(session, "response.end")
+    err = [e for e in events if e.type == "error"][0]
+    assert err.code == "llm_unavailable" and err.retryable and err.response_id == events[0].response_id
+    assert events[-1].status == "failed" and events[-1].error == "llm_unavailable"
+    llm.fail_with = None
+    await session.handle(p.TextInput(text="again"))
+    events = await drain_until(session, "response.end")
+    assert events[-1].status == "completed"
+    await session.aclose()
+
+
+async def test_persona_reload_applies_to_the_next_turn() -> None:
+    personas = Personas()
+    llm = FakeLLM(["Hello."])
+    session = await started(llm, personas=personas)
+    personas.by_id["jin"] = personas.by_id["jin"].model_copy(update={"name": "Jin the Second"})
+    await session.handle(p.TextInput(text="hi"))
+    await drain_until(session, "response.end")
+    assert "Jin the Second" in llm.requests[-1].messages[0].content
+    del personas.by_id["jin"]  # the file vanished: the session keeps its persona
+    await session.handle(p.TextInput(text="hi again"))
+    events = await drain_until(session, "response.end")
+    assert events[-1].status == "completed"
+    await session.aclose()
+
+
+async def test_many_sessions_leave_no_task_behind() -> None:
+    before = {t for t in asyncio.all_tasks()}
+    llm = FakeLLM(["a b c d e f g h"], token_delay=0.01)
+    sessions = [await started(llm) for _ in range(20)]
+    for s in sessions:
+        await s.handle(p.TextInput(text="go"))
+    await asyncio.sleep(0.02)
+    for s in sessions:
+        await s.aclose()
+    await asyncio.sleep(0)
+    assert {t for t in asyncio.all_tasks() if not t.done()} - before == set()
