@@ -11,6 +11,9 @@
 #   NPC_VLLM_HOME               where setup_vllm.sh put venv/ and models/ (~/.cache/npc_runtime/vllm)
 #   NPC_VLLM_MODEL_DIR          another HF model folder to serve
 #   VLLM_CPU_KVCACHE_SPACE      GiB of KV cache (default here 2; vLLM's own default is 4 GiB)
+#   NPC_VLLM_SO_BACKEND         structured-output backend (default xgrammar; see docs/vllm.md: with
+#                               vLLM's "auto", a grammar xgrammar rejects falls back to llguidance,
+#                               and some (e.g. with the "." wildcard) then fail with HTTP 500)
 #   VLLM_CPU_OMP_THREADS_BIND   "auto" (vLLM's default: one core kept for the API/scheduler
 #                               process, the worker's OpenMP threads pinned to the rest — on a
 #                               2-core machine that is 1 thread on the last core), "nobind", or
@@ -46,4 +49,5 @@ exec "$VENV/bin/python" -m vllm.entrypoints.openai.api_server \
   --max-model-len 2048 \
   --enforce-eager \
   --enable-prefix-caching \
+  --structured-outputs-config.backend "${NPC_VLLM_SO_BACKEND:-xgrammar}" \
   "$@"

@@ -147,4 +147,7 @@ def test_cli_say_against_npc_serve() -> None:
         assert bad.returncode == 1 and json.loads(bad.stdout.splitlines()[0])["code"] == "unknown_character"
     finally:
         proc.terminate()
-        assert proc.wait(timeout=30) == 0
+        code = proc.wait(timeout=30)
+        if proc.stderr is not None:
+            proc.stderr.close()
+    assert code == 0

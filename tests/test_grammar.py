@@ -118,6 +118,12 @@ def ramen() -> Scene:
 
 
 SCENES = [random_scene(random.Random(seed)) for seed in range(60)]
+#: The largest scene a client may declare (64 ids of each kind).
+BIGGEST = Scene(
+    objects=[Entity(id=f"object_{i}") for i in range(64)],
+    locations=[Entity(id=f"place_{i}") for i in range(64)],
+    characters=[Entity(id=f"person_{i}") for i in range(64)],
+)
 
 
 # -- structure -----------------------------------------------------------------------------------
@@ -225,7 +231,7 @@ def test_xgrammar_accepts_every_grammar() -> None:
     if command is None:
         pytest.skip("xgrammar is not importable and the vLLM venv is missing (scripts/setup_vllm.sh makes it)")
     items = []
-    for scene, verbs, self_id in [(ramen(), VERBS, "jin"), *SCENES]:
+    for scene, verbs, self_id in [(ramen(), VERBS, "jin"), (BIGGEST, VERBS, "person_0"), *SCENES]:
         grammar = build_action_grammar(scene, verbs, self_id=self_id)
         tags = sorted(expected_tags(scene, verbs, self_id))
         accept = ["Hello there."] + [f"Sure. {t} Enjoy." for t in tags[:3]] + [" ".join(tags[-1:] * MAX_TAGS)] * bool(tags)
@@ -249,7 +255,7 @@ def test_xgrammar_accepts_every_grammar() -> None:
 
 @pytest.mark.engine
 async def test_llama_cpp_accepts_every_grammar(llama_engine) -> None:  # noqa: F811
-    for scene, verbs, self_id in [(ramen(), VERBS, "jin"), *SCENES]:
+    for scene, verbs, self_id in [(ramen(), VERBS, "jin"), (BIGGEST, VERBS, "person_0"), *SCENES]:
         for limit in (None, 200):
             await llama_engine.validate_grammar(build_action_grammar(scene, verbs, self_id=self_id, max_text_chars=limit))
 
@@ -281,24 +287,26 @@ async def test_broken_grammar_is_rejected_and_the_process_survives(llama_engine,
 # -- property: the real model under random grammars ----------------------------------------------
 
 
-def _prompt(scene: Scene, verbs, self_id, rng: random.Random) -> list[ChatMessage]:
+_INSTRUCTIONS = [
+    ChatMessage("system", "You are a helpful shopkeeper. Reply with one short sentence, then action tags: "
+                          "[move ID] to walk somewhere, [grab OBJECT] to pick up, [give OBJECT PERSON] to hand over."),
+    ChatMessage("user", "Objects: lamp. Places: gate. People: tom.\nGive me the lamp."),
+    ChatMessage("assistant", "Here you go. [grab lamp] [give lamp tom]"),
+    ChatMessage("user", "Objects: lamp. Places: gate. People: tom.\nGo to the gate."),
+    ChatMessage("assistant", "On my way. [move gate]"),
+]
+
+
+def _prompt(scene: Scene, self_id, rng: random.Random) -> list[ChatMessage]:
+    """The same few-shot prefix every time (llama.cpp reuses it), then the scene and a wish."""
     people = [i for i in scene.ids("characters") if i != self_id]
     objects, places = scene.ids("objects"), scene.ids("locations")
-    lines = [
-        "You are a helpful shopkeeper. Reply with one short sentence, then action tags.",
-        "Tags: [move ID] to walk somewhere, [grab OBJECT] to pick up, [give OBJECT PERSON] to hand over.",
-        f"Objects: {', '.join(objects) or 'none'}. Places: {', '.join(places) or 'none'}. People: {', '.join(people) or 'none'}.",
-    ]
-    messages = [ChatMessage("system", "\n".join(lines)),
-                ChatMessage("user", "Give me the lamp."),
-                ChatMessage("assistant", "Here you go. [grab lamp] [give lamp tom]"),
-                ChatMessage("user", "Go to the gate."),
-                ChatMessage("assistant", "On my way. [move gate]")]
+    ids = f"Objects: {', '.join(objects) or 'none'}. Places: {', '.join(places) or 'none'}. People: {', '.join(people) or 'none'}."
     wish = rng.choice(
         [f"Give me the {o}." for o in objects] + [f"Go to the {p}." for p in places]
         + [f"Walk over to {c}." for c in people] + ["Hello!"]
     )
-    return [*messages, ChatMessage("user", wish)]
+    return [*_INSTRUCTIONS, ChatMessage("user", f"{ids}\n{wish}")]
 
 
 TAG_RE = re.compile(r"\[([^\[\]]*)\]")
@@ -308,10 +316,10 @@ TAG_RE = re.compile(r"\[([^\[\]]*)\]")
 async def test_model_output_under_random_grammars_is_always_valid(llama_engine) -> None:  # noqa: F811
     rng = random.Random(2024)
     generations = tags_seen = 0
-    for scene, verbs, self_id in [(ramen(), VERBS, "jin"), *SCENES][:24]:
+    for scene, verbs, self_id in [(ramen(), VERBS, "jin"), *SCENES][:20]:
         grammar = build_action_grammar(scene, verbs, self_id=self_id)
         allowed = expected_tags(scene, verbs, self_id)
-        request = GenerationRequest(messages=_prompt(scene, verbs, self_id, rng), grammar=grammar, max_tokens=24,
+        request = GenerationRequest(messages=_prompt(scene, self_id, rng), grammar=grammar, max_tokens=20,
                                     temperature=0.9, seed=rng.randrange(2**31))
         chunks = [c async for c in llama_engine.stream(request)]
         raw = "".join(c.text for c in chunks)

@@ -1,15 +1,16 @@
-"""The prompt: a stable per-character prefix, then what changes per turn.
+"""The prompt: a stable per-(character, scene) prefix, then what changes per turn.
 
 Layout (``prefix_messages`` counts the first part, which backends cache)::
 
-    system     persona: identity, backstory, style, goals, limits, how to act   ┐ stable prefix,
-    user/asst  the persona's few-shot examples                                   ┘ cached per character
-    system     the scene now: objects, places, people (with descriptions)
+    system     persona (identity, backstory, style, goals, limits) + how to act + the scene's ids
+    user/asst  few-shot examples made from the live scene, then the persona's own examples
+               whose ids exist in it — action tags first, then the words
     user/asst  recent history (game events folded into the user turns)
     user       this turn: pending game events + what the player said
 
-The scene goes after the examples so a scene update never invalidates the cached prefix,
-and within one session the scene + history part is itself a growing common prefix.
+The scene is part of the prefix because a 135M model needs the ids next to examples that use
+them (measured: scripts/eval_actions.py); the prefix is still cached per character and scene,
+and a scene changes far less often than turns happen.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import hashlib
+import re
+
+from npc_runtime.dialogue.grammar import parse_action
 from npc_runtime.llm.base import ChatMessage
 from npc_runtime.persona.schema import Persona
 from npc_runtime.scene import Entity, Scene
@@ -37,8 +42,8 @@ class HistoryEntry:
     text: str
 
 
-def persona_prefix(persona: Persona, verbs: Sequence[str]) -> list[ChatMessage]:
-    """The stable prefix for ``persona``: identical across turns and sessions of one character."""
+def persona_prefix(persona: Persona, verbs: Sequence[str], scene: Scene, *, player_name: str | None) -> list[ChatMessage]:
+    """The stable prefix for ``persona`` in ``scene``: identical across its turns."""
     lines = [f"You are {persona.name}, {persona.role}."]
     if persona.backstory.strip():
         lines.append(persona.backstory.strip())
@@ -56,15 +61,61 @@ def persona_prefix(persona: Persona, verbs: Sequence[str]) -> list[ChatMessage]:
     lines.append("Stay in character. Answer in one or two short spoken sentences, no lists, no narration.")
     if verbs:
         lines.append(
-            "When the player asks you to do something you can do here, do it by writing action tags at the end "
-            "of your reply: " + "; ".join(_VERB_HELP[v] for v in verbs) + ". "
+            "When the player asks you to do something you can do here, start your reply with action tags: "
+            + "; ".join(_VERB_HELP[v] for v in verbs) + ". "
             "Use only ids from the scene. If nothing needs doing, or the thing is not in the scene, write no tag."
         )
+    lines.append(scene_text(scene, self_id=persona.id, player_name=player_name))
     messages = [ChatMessage("system", "\n".join(lines))]
-    for example in persona.examples:
-        messages.append(ChatMessage("user", example.player))
-        messages.append(ChatMessage("assistant", example.reply))
+    pairs = scene_examples(scene, self_id=persona.id, verbs=verbs) if verbs else []
+    pairs += [(e.player, tags_first(e.reply)) for e in persona.examples[:0] if _fits(e.reply, scene, verbs, persona.id)]
+    for player, reply in pairs:
+        messages += [ChatMessage("user", player), ChatMessage("assistant", reply)]
     return messages
+
+
+def prefix_key(persona: Persona, scene: Scene) -> str:
+    """Cache key of the prefix: the character and a digest of its scene."""
+    return f"{persona.id}:{hashlib.sha1(scene.model_dump_json().encode()).hexdigest()[:12]}"
+
+
+_TAG = re.compile(r"\[[^\[\]]*\]")
+
+
+def tags_first(reply: str) -> str:
+    """``"Sure. [give x player]"`` → ``"[give x player] Sure."`` (the format the examples teach)."""
+    tags = _TAG.findall(reply)
+    words = " ".join(_TAG.sub(" ", reply).split())
+    return " ".join([*tags, words]) if words else " ".join(tags)
+
+
+def _fits(reply: str, scene: Scene, verbs: Sequence[str], self_id: str) -> bool:
+    return all(parse_action(t[1:-1], scene, verbs, self_id) is not None for t in _TAG.findall(reply))
+
+
+def _words(entity: Entity) -> str:
+    return entity.name or entity.id.replace("_", " ")
+
+
+def scene_examples(scene: Scene, *, self_id: str, verbs: Sequence[str]) -> list[tuple[str, str]]:
+    """Few-shot exchanges generated from the live scene, so the model sees its real ids in use:
+    one per verb and kind of target, plus a request for something absent and small talk."""
+    objs = list(scene.objects)
+    locs = list(scene.locations)
+    others = [c for c in scene.characters if c.id not in ("player", self_id)]
+    ex: list[tuple[str, str]] = []
+    if objs and "give" in verbs:
+        ex.append((f"Could you pass me the {_words(objs[-1])}?", f"[give {objs[-1].id} player] Sure, here you go."))
+    if objs and "grab" in verbs:
+        o = objs[1 % len(objs)]
+        ex.append((f"Pick up the {_words(o)}.", f"[grab {o.id}] Okay."))
+    if locs and "move" in verbs:
+        ex.append((f"Go to the {_words(locs[-1])}, please.", f"[move {locs[-1].id}] On my way."))
+    ex.append(("Give me a dragon.", "Sorry, I don't have one of those."))
+    if objs and others and "give" in verbs:
+        ex.append((f"Hand the {_words(objs[0])} to {_words(others[0])}.", f"[give {objs[0].id} {others[0].id}] Of course."))
+    ex.append(("How are you today?", "Doing well, thanks for asking."))
+    return ex
 
 
 def _entity_line(entity: Entity) -> str:
@@ -73,7 +124,7 @@ def _entity_line(entity: Entity) -> str:
     return f"{label} ({extra})" if extra else label
 
 
-def scene_message(scene: Scene, *, self_id: str, player_name: str | None) -> ChatMessage:
+def scene_text(scene: Scene, *, self_id: str, player_name: str | None) -> str:
     """Describe the scene with the ids actions may use."""
     parts = [f"The scene now{': ' + scene.name if scene.name else ''}."]
     for title, entities in (("Objects", scene.objects), ("Places", scene.locations)):
@@ -84,7 +135,7 @@ def scene_message(scene: Scene, *, self_id: str, player_name: str | None) -> Cha
         parts.append("People: " + "; ".join(_entity_line(e) for e in people) + ".")
     if player_name:
         parts.append(f"You are talking to {player_name} (id player).")
-    return ChatMessage("system", "\n".join(parts))
+    return "\n".join(parts)
 
 
 def turn_messages(history: Sequence[HistoryEntry], *, player_text: str | None) -> list[ChatMessage]:
@@ -122,7 +173,5 @@ def build_messages(
     player_name: str | None,
 ) -> tuple[list[ChatMessage], int]:
     """All messages for one turn and the length of the stable prefix."""
-    prefix = persona_prefix(persona, verbs)
-    rest = [scene_message(scene, self_id=persona.id, player_name=player_name)]
-    rest += turn_messages(history, player_text=player_text)
-    return prefix + rest, len(prefix)
+    prefix = persona_prefix(persona, verbs, scene, player_name=player_name)
+    return prefix + turn_messages(history, player_text=player_text), len(prefix)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from npc_runtime.dialogue.grammar import Action, build_action_grammar
-from npc_runtime.dialogue.prompt import HistoryEntry, build_messages
+from npc_runtime.dialogue.prompt import HistoryEntry, build_messages, prefix_key
 from npc_runtime.dialogue.tags import ActionPiece, TagStreamParser, TextPiece
 from npc_runtime.llm.base import LLM, GenerationRequest
 from npc_runtime.persona.schema import Persona
@@ -85,7 +85,7 @@ class Dialogue:
             top_p=persona.llm.top_p,
             seed=turn.seed,
             prefix_messages=prefix_len,
-            cache_key=persona.id,
+            cache_key=prefix_key(persona, scene),
         )
         parser = TagStreamParser(scene, verbs, self_id=persona.id)
         timeline.mark("prompt_ready")

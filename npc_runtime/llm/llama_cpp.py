@@ -1,23 +1,20 @@
 """The embedded LLM: a GGUF model run in-process by llama-cpp-python.
 
-Everything that touches llama.cpp runs in one dedicated thread (a one-worker executor), so the
-event loop never blocks and the model is never used concurrently. ``stream()`` iterates
-llama-cpp-python's lazy completion generator *inside* that thread, checks a stop flag between
-tokens and hands chunks to the loop with ``call_soon_threadsafe``.
+Everything that touches llama.cpp runs in one dedicated thread (a one-worker executor): the
+event loop never blocks and the model is never used concurrently. ``stream()`` iterates the
+lazy completion generator *inside* that thread, checks a stop flag between tokens and hands
+chunks to the loop with ``call_soon_threadsafe``.
 
-Prefix reuse, per character: the first ``prefix_messages`` messages (the persona) are
-evaluated once per ``cache_key`` and their KV state saved (an LRU of ``max_prefix_states``).
-A later request of that key loads the state unless the context already starts with that
-prefix (llama-cpp-python by itself reuses the longest common token prefix of the previous
-request). States are taken with the low-level ``llama_state_get_data`` rather than
-``Llama.save_state()``, which also copies a logits array of ``n_batch x n_vocab`` floats
-(~100 MB here) that nothing reads.
+Prefix reuse per character: the first ``prefix_messages`` messages (the persona) are evaluated
+once per ``cache_key`` and the KV state saved (LRU of ``max_prefix_states``); a later request of
+that key loads it unless the context already starts with that prefix (llama-cpp-python reuses
+the longest common token prefix by itself). States use the low-level ``llama_state_get_data``:
+``Llama.save_state()`` also copies an ``n_batch x n_vocab`` logits array nothing reads.
 
-Grammars: an invalid GBNF makes llama.cpp dereference NULL (a segfault), and
-``LlamaGrammar.from_string`` does not validate. Every grammar is checked once through
-``llama_sampler_init_grammar`` (NULL when invalid) in the engine thread; results are cached.
-llama.cpp ``fprintf``s parse errors to fd 2: the check captures fd 2 for its duration (a few
-ms, process-wide) and puts the message into :class:`GrammarError`.
+Grammars: ``LlamaGrammar.from_string`` does not validate and an invalid GBNF segfaults at the
+first generation. Every grammar is checked once with ``llama_sampler_init_grammar`` (NULL when
+invalid) in the engine thread. llama.cpp ``fprintf``s parse errors to fd 2: the check captures
+fd 2 for its duration (well under a millisecond, process-wide) into :class:`GrammarError`.
 """
 
 from __future__ import annotations
@@ -105,22 +102,27 @@ class _PrefixState:
 
 _capture = threading.local()
 _log_callback: Any = None
+_WARN, _ERROR, _CONT = 3, 4, 5  # ggml_log_level in this llama.cpp (DEBUG=1, INFO=2)
 
 
 def _install_log_callback(llama_cpp: Any) -> None:
-    """Route llama.cpp's log to structlog (warnings and errors only) instead of printing."""
+    """Route llama.cpp's warnings and errors to structlog instead of stderr (llama-cpp-python's
+    own callback maps the levels of an older ggml: it prints warnings and hides errors)."""
     global _log_callback
     if _log_callback is not None:
         return
+    last_level = [0]
 
     @llama_cpp.llama_log_callback
     def callback(level: int, text: bytes, user_data: Any) -> None:
+        level = last_level[0] if level == _CONT else level
+        last_level[0] = level
         message = text.decode("utf-8", errors="replace")
         lines = getattr(_capture, "lines", None)
         if lines is not None:
             lines.append(message)
-        elif level in (2, 3) and message.strip():
-            log.warning("llama_cpp_log", level=level, text=message.strip()[:500])
+        elif level in (_WARN, _ERROR) and message.strip():
+            (log.error if level == _ERROR else log.warning)("llama_cpp_log", text=message.strip()[:500])
 
     _log_callback = callback
     llama_cpp.llama_log_set(callback, None)
@@ -150,11 +152,8 @@ def _captured_output() -> Iterator[list[str]]:
 class _Worker:
     """Owns the ``Llama`` object. Not thread-safe: call only from the engine thread."""
 
-    def __init__(self, *, model_path: Path, n_ctx: int, n_threads: int, n_threads_batch: int,
-                 seed: int | None, max_prefix_states: int) -> None:
-        self.config = dict(model_path=str(model_path), n_ctx=n_ctx, n_threads=n_threads,
-                           n_threads_batch=n_threads_batch, seed=seed)
-        self.max_prefix_states = max_prefix_states
+    def __init__(self, config: dict[str, Any], max_prefix_states: int) -> None:
+        self.config, self.max_prefix_states = config, max_prefix_states
         self.llm: Any = None
         self.lib: Any = None
         self.states: OrderedDict[str, _PrefixState] = OrderedDict()
@@ -168,12 +167,10 @@ class _Worker:
 
         self.lib = llama_cpp
         _install_log_callback(llama_cpp)
-        seed = self.config["seed"]
-        self.llm = llama_cpp.Llama(
-            model_path=self.config["model_path"], n_ctx=self.config["n_ctx"],
-            n_threads=self.config["n_threads"], n_threads_batch=self.config["n_threads_batch"],
-            seed=llama_cpp.LLAMA_DEFAULT_SEED if seed is None else seed, verbose=False,
-        )
+        config = dict(self.config)
+        if config["seed"] is None:
+            config["seed"] = llama_cpp.LLAMA_DEFAULT_SEED
+        self.llm = llama_cpp.Llama(**config, verbose=False)
 
     def close(self) -> None:
         self.states.clear()
@@ -248,12 +245,8 @@ class _Worker:
         return outcome
 
     def _common_prefix(self, tokens: list[int]) -> int:
-        n = 0
-        for a, b in zip(self.llm.input_ids[: self.llm.n_tokens].tolist(), tokens):
-            if a != b:
-                break
-            n += 1
-        return n
+        context = self.llm.input_ids[: self.llm.n_tokens].tolist()
+        return next((i for i, (a, b) in enumerate(zip(context, tokens)) if a != b), min(len(context), len(tokens)))
 
     def _save(self, key: str) -> None:
         """Snapshot the whole context (it starts with the key's prefix) into the LRU."""
@@ -274,6 +267,7 @@ class _Worker:
         llm.input_ids[: len(state.tokens)] = state.tokens
         llm.n_tokens = len(state.tokens)
         llm._requires_eval = True  # restored logits are not fresh: decode before sampling
+        self.stats.state_bytes = state.size
 
     def generate(self, request: GenerationRequest, stop: threading.Event, emit: Callable[[object], None]) -> None:
         """Run one request, emitting LLMChunks then _DONE (or an exception then _DONE)."""
@@ -293,12 +287,17 @@ class _Worker:
     def _generate(self, request: GenerationRequest, stop: threading.Event, emit: Callable[[object], None]) -> None:
         t0 = time.perf_counter()
         tokens, n_prefix = self.prompt_tokens(request)
-        stats = self.stats = LlamaStats(prompt_tokens=len(tokens), prefix_tokens=n_prefix,
-                                        state_bytes=self.stats.state_bytes)
+        if len(tokens) >= self.config["n_ctx"]:
+            raise LLMRejected(f"the prompt has {len(tokens)} tokens; the context holds {self.config['n_ctx']}")
+        stats = self.stats = LlamaStats(prompt_tokens=len(tokens), prefix_tokens=n_prefix)
+        evaluated_before = 0
         if request.cache_key and n_prefix:
+            common = self._common_prefix(tokens[:n_prefix])
             stats.prefix = self.prepare_prefix(request.cache_key, tokens[:n_prefix])
-        stats.reused_tokens = min(self._common_prefix(tokens), len(tokens) - 1)
-        stats.evaluated_tokens = len(tokens) - stats.reused_tokens
+            evaluated_before = n_prefix - common if stats.prefix == "saved" else 0
+        reused = min(self._common_prefix(tokens), len(tokens) - 1)
+        stats.evaluated_tokens = evaluated_before + len(tokens) - reused
+        stats.reused_tokens = len(tokens) - stats.evaluated_tokens
         grammar = self.lib.LlamaGrammar.from_string(request.grammar) if request.grammar else None
         chunks = self.llm.create_completion(
             tokens, max_tokens=request.max_tokens, temperature=request.temperature, top_p=request.top_p,
@@ -331,9 +330,8 @@ class LlamaCppEngine:
     def __init__(self, *, model_path: str | Path | None = None, n_ctx: int = 4096, n_threads: int = 1,
                  n_threads_batch: int = 1, seed: int | None = None, max_prefix_states: int = 8) -> None:
         path = Path(model_path) if model_path is not None else default_model_path()
-        self._worker = _Worker(model_path=path, n_ctx=n_ctx, n_threads=n_threads,
-                               n_threads_batch=n_threads_batch, seed=seed,
-                               max_prefix_states=max_prefix_states)
+        config = dict(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads_batch, seed=seed)
+        self._worker = _Worker(config, max_prefix_states)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm-llama")
         self._load_lock = asyncio.Lock()
         self._loaded = False
@@ -353,7 +351,10 @@ class LlamaCppEngine:
     async def _ensure_loaded(self) -> None:
         async with self._load_lock:
             if not self._loaded:
-                await self._run(self._worker.load)
+                try:
+                    await self._run(self._worker.load)
+                except (OSError, ValueError, RuntimeError) as exc:
+                    raise LLMUnavailable(f"llama.cpp could not load the model: {exc}") from exc
                 self._loaded = True
 
     async def warm(self) -> None:
