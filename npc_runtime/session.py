@@ -186,6 +186,7 @@ class Session:
         self.history: list[HistoryEntry] = []
         self.turn: Turn | None = None
         self._turn_ids = itertools.count(1)
+        self._prepare_task: asyncio.Task[None] | None = None
 
     # -- output
 
@@ -226,6 +227,7 @@ class Session:
         elif isinstance(msg, p.SceneUpdate):
             self.scene = msg.scene.without(self.persona.id) if self.persona else msg.scene
             s = self.scene
+            self._prepare()
             await self.emit(p.SceneUpdated(objects=len(s.objects), locations=len(s.locations), characters=len(s.characters)))
         elif isinstance(msg, p.ResponseCancel):
             await self._cancel(msg)
@@ -243,10 +245,24 @@ class Session:
         self.state = next_state(self.state, Trigger.START)
         structlog.contextvars.bind_contextvars(session_id=self.id, character=persona.id)
         log.info("session started", objects=len(self.scene.objects))
+        self._prepare()
         await self.emit(p.SessionReady(
             session_id=self.id, character=p.CharacterInfo(id=persona.id, name=persona.name),
             actions=allowed_verbs(persona),
         ))
+
+    def _prepare(self) -> None:
+        """Warm the engine for this character and scene in the background (owned task)."""
+        if self._prepare_task is not None:
+            self._prepare_task.cancel()
+        assert self.persona is not None
+        self._prepare_task = asyncio.create_task(self._run_prepare(self.persona, self.scene), name=f"prepare-{self.id}")
+
+    async def _run_prepare(self, persona: Persona, scene: Scene) -> None:
+        try:
+            await self.services.dialogue.prepare(persona, scene, player_name=self.player.name)
+        except NpcError as exc:
+            log.warning("prefill failed", code=exc.code)
 
     def _current_persona(self) -> Persona:
         """The latest good version of the persona (hot reload); the session's own if it vanished."""
@@ -294,3 +310,6 @@ class Session:
         self.state = next_state(self.state, Trigger.CLOSE)
         if turn is not None:
             await turn.interrupt()
+        if self._prepare_task is not None:
+            self._prepare_task.cancel()
+            await asyncio.gather(self._prepare_task, return_exceptions=True)

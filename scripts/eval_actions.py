@@ -2,6 +2,10 @@
 """The public action eval (../shared/eval/actions.jsonl) on a real engine.
 
     .venv/bin/python scripts/eval_actions.py [--llm embedded|vllm --vllm-url URL] [--seeds 1 2 3] [--json out.json]
+    .venv/bin/python scripts/eval_actions.py --cases tests/data/dev_actions.jsonl --scenes-dir tests/data/scenes
+
+``--cases`` runs another case file (the dev set) instead of the public one; a case's ``scene`` is looked
+up in ``--scenes-dir`` first, then in the eval's ``scenes/`` folder.
 
 Prints each case (what was said, the reply, the actions, pass/fail) and the pass rate per seed.
 Every emitted action is also checked for validity against its scene (must be 100%).
@@ -24,6 +28,7 @@ from npc_runtime import log  # noqa: E402
 from npc_runtime.dialogue.turn import Dialogue  # noqa: E402
 from npc_runtime.evals import load_cases, load_scene, run_case  # noqa: E402
 from npc_runtime.persona.loader import load_persona  # noqa: E402
+from npc_runtime.scene import Scene  # noqa: E402
 from npc_runtime.settings import Settings  # noqa: E402
 from npc_runtime.wiring import build_llm  # noqa: E402
 
@@ -36,6 +41,8 @@ async def main() -> int:
     ap.add_argument("--vllm-url")
     ap.add_argument("--vllm-model")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1])
+    ap.add_argument("--cases", type=Path, help="a JSONL case file (default: <eval-dir>/actions.jsonl)")
+    ap.add_argument("--scenes-dir", type=Path, help="where --cases' scenes live (falls back to <eval-dir>/scenes)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("-q", "--quiet", action="store_true")
     args = ap.parse_args()
@@ -44,14 +51,14 @@ async def main() -> int:
     llm = build_llm(settings)
     await llm.warm()
     dialogue = Dialogue(llm=llm)
-    cases = load_cases(args.eval_dir)
+    cases = load_cases(args.eval_dir) if args.cases is None else _read_cases(args.cases)
     rates, invalid, results = [], 0, []
     try:
         for seed in args.seeds:
             passed = 0
             for case in cases:
                 persona = load_persona(args.characters / f"{case['character']}.yaml")
-                scene = load_scene(args.eval_dir, case["scene"])
+                scene = _scene(args, case["scene"])
                 r = await run_case(dialogue, persona, scene, case, seed=seed)
                 results.append({"seed": seed, **asdict(r)})
                 passed += r.passed
@@ -67,6 +74,16 @@ async def main() -> int:
     if args.json:
         args.json.write_text(json.dumps({"rates": rates, "invalid": invalid, "results": results}, indent=2))
     return 0 if invalid == 0 else 1
+
+
+def _read_cases(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _scene(args: argparse.Namespace, name: str) -> Scene:
+    if args.scenes_dir is not None and (args.scenes_dir / name).is_file():
+        return Scene.model_validate_json((args.scenes_dir / name).read_text(encoding="utf-8"))
+    return load_scene(args.eval_dir, name)
 
 
 if __name__ == "__main__":

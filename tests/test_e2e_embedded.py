@@ -151,3 +151,13 @@ def test_cli_say_against_npc_serve() -> None:
         if proc.stderr is not None:
             proc.stderr.close()
     assert code == 0
+
+
+async def test_session_start_prefills_so_the_first_turn_is_warm(real_server: NpcServer, llama_engine: Any) -> None:
+    scene = {**scene_dict("lab.json"), "name": f"lab {time.monotonic_ns()}"}  # a scene never seen: a new prefix
+    async with NpcClient.connect(real_server.url) as client:
+        await client.start_session("nova", scene=scene, player_name="Kai")
+        events = [e async for e in client.say("Hello there.")]
+    assert events[-1].status == "completed"
+    assert llama_engine.stats.prefix == "hit", llama_engine.stats
+    assert llama_engine.stats.reused_tokens >= llama_engine.stats.prefix_tokens

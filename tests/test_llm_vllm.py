@@ -40,7 +40,7 @@ ACTION_RE = re.compile(
 
 @pytest.fixture
 async def engine(vllm_server: VLLMServer) -> AsyncIterator[VLLMEngine]:
-    eng = VLLMEngine(base_url=vllm_server.base_url, model=vllm_server.model, first_token_timeout=30, total_timeout=90)
+    eng = VLLMEngine(base_url=vllm_server.base_url, model=vllm_server.model, first_token_timeout=60, total_timeout=120)
     await eng.warm()
     yield eng
     await eng.aclose()
@@ -200,7 +200,7 @@ async def test_server_killed_mid_stream_is_unavailable(tmp_path: Path) -> None:
     if problem:
         skip_or_fail(problem)
     server = await asyncio.to_thread(start_vllm_server, tmp_path / "victim.log")
-    eng = VLLMEngine(base_url=server.base_url, model=server.model, first_token_timeout=30)
+    eng = VLLMEngine(base_url=server.base_url, model=server.model, first_token_timeout=60)
     try:
         await eng.warm()
         n = 0
@@ -234,11 +234,11 @@ async def ttft(engine: VLLMEngine, request: GenerationRequest) -> tuple[float, i
 async def test_prefix_caching_makes_warm_turns_cheap(engine: VLLMEngine) -> None:
     lore = " ".join(
         f"Fact {i}: the {w} in the ramen shop is kept on shelf {i % 7} next to the {v}."
-        for i, (w, v) in enumerate(zip(["cup", "menu", "bowl", "ladle", "towel"] * 12, ["door", "bar", "stove"] * 20))
+        for i, (w, v) in enumerate(zip(["cup", "menu", "bowl", "ladle", "towel"] * 5, ["door", "bar", "stove"] * 9))
     )
     system = f"[{uuid.uuid4()}] You are Hana, the owner of a small ramen shop. {lore}"
     colds, warms = [], []
-    for k in range(3):
+    for k in range(2):
         prefix = ChatMessage("system", system.replace("]", f" {k}]", 1))  # a new prefix each round: cold
         for i, question in enumerate(["Where is the cup?", "Where is the menu?", "Where is the ladle?"]):
             r = GenerationRequest(messages=[prefix, ChatMessage("user", question)], max_tokens=4, prefix_messages=1)

@@ -129,3 +129,46 @@ async def test_disconnect_mid_response_cleans_up(server: NpcServer) -> None:
     assert server.sessions == set()
     leftover = {t for t in asyncio.all_tasks() - before if not t.done() and t.get_name().startswith(("turn-", "write-"))}
     assert leftover == set()
+
+
+async def test_persona_files_reload_live_and_a_broken_edit_keeps_the_last_good(tmp_path: Any) -> None:
+    import shutil
+
+    for name in ("jin.yaml", "nova.yaml"):
+        shutil.copy(CHARACTERS / name, tmp_path / name)
+    personas = PersonaRegistry(tmp_path, poll_interval=0.05)
+    await personas.start()
+    llm = FakeLLM(["Hi."])
+    services = Services(personas=personas, dialogue=Dialogue(llm=llm))
+    services.ready.set()
+    srv = NpcServer(services, host="127.0.0.1", port=0)
+    await srv.start()
+    jin = tmp_path / "jin.yaml"
+    original = jin.read_text()
+
+    async def wait_for(predicate: Any) -> None:
+        for _ in range(200):
+            if predicate():
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError("timed out")
+
+    try:
+        async with NpcClient.connect(srv.url) as client:
+            await client.start_session("jin")
+            [e async for e in client.say("hello")]
+            assert "You are Jin," in llm.requests[-1].messages[0].content
+            version = personas.version("jin")
+            jin.write_text(original.replace("name: Jin\n", "name: Jinbei\n"))
+            await wait_for(lambda: personas.version("jin") > version)
+            [e async for e in client.say("hello again")]
+            assert "You are Jinbei," in llm.requests[-1].messages[0].content
+            jin.write_text(original.replace("temperature:", "temperatur:"))
+            await wait_for(lambda: bool(personas.errors()))
+            assert "jin.yaml" in str(personas.errors()[0]) and "temperatur" in str(personas.errors()[0])
+            events = [e async for e in client.say("still you?")]
+            assert events[-1].status == "completed"
+            assert "You are Jinbei," in llm.requests[-1].messages[0].content
+    finally:
+        await srv.aclose()
+        await personas.aclose()

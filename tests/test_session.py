@@ -218,3 +218,22 @@ async def test_many_sessions_leave_no_task_behind() -> None:
         await s.aclose()
     await asyncio.sleep(0)
     assert {t for t in asyncio.all_tasks() if not t.done()} - before == set()
+
+
+async def test_session_start_and_scene_update_warm_the_prefix() -> None:
+    llm = FakeLLM(["Hi."])
+    session = await started(llm)
+    await asyncio.sleep(0.01)
+    assert len(llm.prefills) == 1
+    warm = llm.prefills[0]
+    assert warm.cache_key and warm.prefix_messages == len(warm.messages)
+    await session.handle(p.TextInput(text="hello"))
+    await drain_until(session, "response.end")
+    turn = llm.requests[-1]
+    assert turn.cache_key == warm.cache_key
+    assert list(turn.messages[: turn.prefix_messages]) == list(warm.messages)
+    await session.handle(p.SceneUpdate(scene=p.Scene.model_validate({"objects": [{"id": "lantern"}]})))
+    await drain_until(session, "scene.updated")
+    await asyncio.sleep(0.01)
+    assert len(llm.prefills) == 2 and llm.prefills[1].cache_key != warm.cache_key
+    await session.aclose()

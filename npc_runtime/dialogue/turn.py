@@ -66,20 +66,14 @@ class Dialogue:
     def __init__(self, *, llm: LLM) -> None:
         self.llm = llm
 
-    async def respond(self, turn: TurnInput, *, timeline: Timeline, stats: TurnStats) -> AsyncIterator[SpeechDelta | ActionOut]:
-        """Stream one reply. Cancel-safe: closing it stops generation; what was yielded stands."""
+    def _request(self, turn: TurnInput, verbs: Sequence[str]) -> GenerationRequest:
         persona, scene = turn.persona, turn.scene
-        verbs = allowed_verbs(persona)
         messages, prefix_len = build_messages(
             persona, verbs, scene, turn.history, player_text=turn.player_text, player_name=turn.player_name
         )
-        grammar = build_action_grammar(scene, verbs, self_id=persona.id) if verbs else None
-        if grammar is not None:
-            await self.llm.validate_grammar(grammar)
-        stats.grammar = grammar
-        request = GenerationRequest(
+        return GenerationRequest(
             messages=messages,
-            grammar=grammar,
+            grammar=build_action_grammar(scene, verbs, self_id=persona.id) if verbs else None,
             max_tokens=turn.max_tokens or persona.llm.max_tokens,
             temperature=persona.llm.temperature,
             top_p=persona.llm.top_p,
@@ -87,7 +81,28 @@ class Dialogue:
             prefix_messages=prefix_len,
             cache_key=prefix_key(persona, scene),
         )
-        parser = TagStreamParser(scene, verbs, self_id=persona.id)
+
+    async def prepare(self, persona: Persona, scene: Scene, *, player_name: str | None) -> None:
+        """Warm the backend for this character and scene before anyone speaks: its prompt
+        prefix is evaluated and cached, its grammar validated. Best-effort."""
+        turn = TurnInput(persona=persona, scene=scene, history=(), player_text=None, player_name=player_name)
+        request = self._request(turn, allowed_verbs(persona))
+        prefix = GenerationRequest(
+            messages=request.messages[: request.prefix_messages], prefix_messages=request.prefix_messages,
+            cache_key=request.cache_key, max_tokens=1,
+        )
+        if request.grammar is not None:
+            await self.llm.validate_grammar(request.grammar)
+        await self.llm.prefill(prefix)
+
+    async def respond(self, turn: TurnInput, *, timeline: Timeline, stats: TurnStats) -> AsyncIterator[SpeechDelta | ActionOut]:
+        """Stream one reply. Cancel-safe: closing it stops generation; what was yielded stands."""
+        verbs = allowed_verbs(turn.persona)
+        request = self._request(turn, verbs)
+        if request.grammar is not None:
+            await self.llm.validate_grammar(request.grammar)
+        stats.grammar = request.grammar
+        parser = TagStreamParser(turn.scene, verbs, self_id=turn.persona.id)
         timeline.mark("prompt_ready")
         stream = self.llm.stream(request)
         try:

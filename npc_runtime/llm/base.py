@@ -57,6 +57,10 @@ class LLM(Protocol):
     def stream(self, request: GenerationRequest) -> AsyncIterator[LLMChunk]:
         """Generate. Raises :class:`~npc_runtime.errors.LLMError` subclasses. Cancel-safe."""
 
+    async def prefill(self, request: GenerationRequest) -> None:
+        """Compute and cache the request's stable prefix (its first ``prefix_messages``) ahead of
+        the first turn, so that turn starts warm. Best-effort; generates nothing."""
+
     async def validate_grammar(self, grammar: str) -> None:
         """Raise :class:`~npc_runtime.errors.GrammarError` when the backend would reject ``grammar``."""
 

@@ -33,6 +33,7 @@ class FakeLLM:
         self.fail_with = fail_with
         self.requests: list[GenerationRequest] = []
         self.grammars: list[str] = []
+        self.prefills: list[GenerationRequest] = []
         self.stopped_early = 0
         self.warmed = False
         self.closed = False
@@ -47,6 +48,9 @@ class FakeLLM:
 
     async def warm(self) -> None:
         self.warmed = True
+
+    async def prefill(self, request: GenerationRequest) -> None:
+        self.prefills.append(request)
 
     async def validate_grammar(self, grammar: str) -> None:
         """A sanity check only: non-empty and defines ``root``."""

@@ -269,6 +269,12 @@ class _Worker:
         llm._requires_eval = True  # restored logits are not fresh: decode before sampling
         self.stats.state_bytes = state.size
 
+    def prefill(self, request: GenerationRequest) -> str:
+        """Make the context hold the request's prefix and save its state (see prepare_prefix)."""
+        assert request.cache_key is not None
+        tokens, n_prefix = self.prompt_tokens(request)
+        return self.prepare_prefix(request.cache_key, tokens[:n_prefix]) if n_prefix else "none"
+
     def generate(self, request: GenerationRequest, stop: threading.Event, emit: Callable[[object], None]) -> None:
         """Run one request, emitting LLMChunks then _DONE (or an exception then _DONE)."""
         try:
@@ -364,6 +370,15 @@ class LlamaCppEngine:
         request = GenerationRequest(messages=[ChatMessage("user", "Hi")], max_tokens=2, temperature=0.0)
         async for _ in self.stream(request):
             pass
+
+    async def prefill(self, request: GenerationRequest) -> None:
+        """Evaluate the request's prefix in the engine thread and keep its state under
+        ``cache_key``. Not cancel-safe in effect: a cancelled call still finishes the (bounded)
+        evaluation in the thread, which is what a later turn wants anyway."""
+        if not request.cache_key or not request.prefix_messages:
+            return
+        await self._ensure_loaded()
+        await self._run(self._worker.prefill, request)
 
     async def metadata(self) -> dict[str, str]:
         """The GGUF's key/value metadata (chat template, EOS id, ...)."""
