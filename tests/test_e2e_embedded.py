@@ -145,6 +145,10 @@ def test_cli_say_against_npc_serve() -> None:
         _check_json_lines(result.stdout)
         bad = _run_cli("say", "ghost", "hello", "--json", "--server", f"ws://127.0.0.1:{port}")
         assert bad.returncode == 1 and json.loads(bad.stdout.splitlines()[0])["code"] == "unknown_character"
+        for example in sorted((ROOT / "examples").glob("0*.py")):
+            run = subprocess.run([sys.executable, str(example), f"ws://127.0.0.1:{port}"], cwd=ROOT, capture_output=True, text=True, timeout=180)
+            assert run.returncode == 0, (example.name, run.stderr[-2000:])
+            assert "response.end" in run.stdout
     finally:
         proc.terminate()
         code = proc.wait(timeout=30)

@@ -1,0 +1,26 @@
+"""01 — one text turn against a running server, printing every event as a JSON line.
+
+    scripts/serve.sh &                       # or: .venv/bin/npc serve
+    .venv/bin/python examples/01_one_turn.py [ws://127.0.0.1:8765]
+"""
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from npc_runtime.client import NpcClient
+
+SCENE = json.loads((Path(__file__).resolve().parents[2] / "shared/eval/scenes/ramen_shop.json").read_text())
+
+
+async def main(url: str) -> None:
+    async with NpcClient.connect(url) as client:
+        ready = await client.start_session("jin", scene=SCENE, player_name="Kai", options={"seed": 7})
+        print("<", ready.model_dump_json())
+        async for event in client.say("Could you hand me the chopsticks?"):
+            print("<", event.model_dump_json())
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "ws://127.0.0.1:8765"))

@@ -1,0 +1,54 @@
+"""02 — the world talks to the character: a scene update, a game event it only remembers, one
+it reacts to at once, a cancel, and what bad input looks like. Prints what is sent (>) and
+received (<).
+
+    .venv/bin/python examples/02_world_events.py [ws://127.0.0.1:8765]
+"""
+
+import asyncio
+import json
+import sys
+
+from npc_runtime.client import NpcClient
+
+SCENE = {
+    "name": "Jin's ramen shop, closing time",
+    "objects": [{"id": "broom", "description": "a worn bamboo broom"}, {"id": "ramen_bowl", "description": "a steaming bowl of ramen"}],
+    "locations": [{"id": "door", "description": "the sliding front door"}, {"id": "kitchen", "description": "the kitchen"}],
+    "characters": [{"id": "player", "name": "Kai", "description": "the player"}],
+}
+
+
+async def send(client: NpcClient, message: dict) -> None:
+    print(">", json.dumps(message))
+    await client.send(message)
+
+
+async def until(client: NpcClient, kind: str) -> None:
+    while True:
+        event = await client.recv(timeout=120)
+        print("<", event.model_dump_json())
+        if event.type == kind:
+            return
+
+
+async def main(url: str) -> None:
+    async with NpcClient.connect(url) as client:
+        await send(client, {"type": "session.start", "id": "m1", "character": "jin", "player": {"id": "player", "name": "Kai"}, "scene": SCENE})
+        await until(client, "session.ready")
+        await send(client, {"type": "game.event", "id": "m2", "description": "Kai knocked over a stack of bowls.", "react": False})
+        await until(client, "game.event.accepted")
+        await send(client, {"type": "game.event", "id": "m3", "description": "Smoke pours out of the kitchen.", "react": True})
+        await until(client, "response.end")
+        await send(client, {"type": "input.text", "id": "m4", "text": "Tell me the whole history of this shop."})
+        await until(client, "response.start")
+        await send(client, {"type": "response.cancel", "id": "m5"})
+        await until(client, "response.end")
+        await send(client, {"type": "input.text", "id": "m6", "text": "x" * 3000})
+        await until(client, "error")
+        await send(client, {"type": "ping", "id": "m7"})
+        await until(client, "pong")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "ws://127.0.0.1:8765"))
