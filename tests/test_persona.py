@@ -138,7 +138,7 @@ TAG_CASES: list[tuple[str, str, str]] = [
     ("unbalanced", "Sure. [give cup player", "unbalanced"),
     ("arity", "Sure. [give cup]", "takes 2 id(s), got 1"),
     ("not in scene", "Sure. [give sword player]", "'sword' is not an object"),
-    ("wrong kind", "Sure. [move cup]", "'cup' is not a location or character"),
+    ("wrong kind", "Sure. [grab door]", "'door' is not an object"),
     ("give to an object", "Sure. [give cup door]", "'door' is not a character"),
     ("itself", "Sure. [move tess]", "cannot name itself"),
 ]
@@ -154,7 +154,7 @@ def test_bad_example_tag_points_at_the_reply(tmp_path: Path, reply: str, fragmen
 def test_verb_not_allowed_by_persona(tmp_path: Path) -> None:
     error = _one_error(tmp_path, VALID.replace("[move, grab, give]", "[move]"))
     assert (error.line, error.field) == (11, "examples.0.reply")
-    assert "not in this persona's actions (move)" in error.detail
+    assert "verb 'give' is not allowed here (allowed: move)" in error.detail
 
 
 def test_several_errors_in_one_file_are_all_reported(tmp_path: Path) -> None:

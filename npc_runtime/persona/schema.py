@@ -7,12 +7,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from npc_runtime.actions import VERB_ARITY, VERBS, action_problem
 from npc_runtime.scene import EntityId, Scene
 
 ActionVerb = Literal["move", "grab", "give"]
-ALL_VERBS: tuple[ActionVerb, ...] = ("move", "grab", "give")
-#: How many ids each verb takes, and what they name: ``[move target]``, ``[grab object]``, ``[give object character]``.
-VERB_ARITY: dict[str, int] = {"move": 1, "grab": 1, "give": 2}
+ALL_VERBS: tuple[str, ...] = VERBS
+__all__ = ["ALL_VERBS", "VERB_ARITY", "ActionVerb", "Example", "LLMSettings", "Persona", "VoiceSettings", "example_problems"]
 
 _BRACKETED = re.compile(r"\[([^\[\]]*)\]")
 _TAG_BODY = re.compile(r"^[a-z]+(?: [a-z][a-z0-9_]{0,47})*$")
@@ -101,27 +101,5 @@ def _reply_problems(persona: Persona, reply: str) -> list[str]:
 def _tag_problem(persona: Persona, body: str) -> str | None:
     if not _TAG_BODY.match(body):
         return "malformed: expected [verb id ...] with lowercase ids separated by single spaces"
-    verb, *args = body.split(" ")
-    if verb not in ALL_VERBS:
-        return f"unknown verb {verb!r} (verbs: {', '.join(ALL_VERBS)})"
-    if verb not in persona.actions:
-        allowed = ", ".join(persona.actions) or "none"
-        return f"verb {verb!r} is not in this persona's actions ({allowed})"
-    if len(args) != VERB_ARITY[verb]:
-        return f"{verb!r} takes {VERB_ARITY[verb]} id(s), got {len(args)}"
-    if persona.id in args:
-        return f"{persona.id!r} is this persona: a character cannot name itself in a tag"
-    return _scene_problem(persona.scene, verb, args) if persona.scene else None
-
-
-def _scene_problem(scene: Scene, verb: str, args: list[str]) -> str | None:
-    objects, characters = scene.ids("objects"), scene.ids("characters")
-    expected = {
-        "move": [("a location or character", scene.ids("locations") + characters)],
-        "grab": [("an object", objects)],
-        "give": [("an object", objects), ("a character", characters)],
-    }[verb]
-    for arg, (kind, ids) in zip(args, expected):
-        if arg not in ids:
-            return f"{arg!r} is not {kind} in this persona's scene"
-    return None
+    problem = action_problem(body, persona.scene, persona.actions, persona.id)
+    return problem.replace("in the scene", "in this persona's scene") if problem else None
