@@ -123,7 +123,7 @@ async def test_seed_makes_output_repeatable(engine: VLLMEngine) -> None:
 
 
 async def test_connection_refused_is_unavailable() -> None:
-    eng = VLLMEngine(base_url=f"http://127.0.0.1:{free_port()}", model="x", max_retries=2)
+    eng = VLLMEngine(base_url=f"http://127.0.0.1:{free_port()}", model="x", max_retries=2, warm_timeout=0.5)
     try:
         t0 = time.monotonic()
         with pytest.raises(LLMUnavailable, match="cannot connect") as info:
@@ -132,6 +132,10 @@ async def test_connection_refused_is_unavailable() -> None:
         assert time.monotonic() - t0 < 3
         with pytest.raises(LLMUnavailable):
             await eng.validate_grammar("root ::= \"a\"")
+        with pytest.raises(LLMUnavailable, match="not ready"):
+            await eng.warm()
+        # prefill is best-effort: it swallows the failure
+        await eng.prefill(GenerationRequest(messages=[ChatMessage("system", "x")], prefix_messages=1))
     finally:
         await eng.aclose()
 
@@ -237,17 +241,20 @@ async def test_prefix_caching_makes_warm_turns_cheap(engine: VLLMEngine) -> None
         for i, (w, v) in enumerate(zip(["cup", "menu", "bowl", "ladle", "towel"] * 5, ["door", "bar", "stove"] * 9))
     )
     system = f"[{uuid.uuid4()}] You are Hana, the owner of a small ramen shop. {lore}"
-    colds, warms = [], []
-    for k in range(2):
+    colds, warms, prefilled = [], [], []
+    for k in range(3):
         prefix = ChatMessage("system", system.replace("]", f" {k}]", 1))  # a new prefix each round: cold
+        if k == 2:  # LLM.prefill warms the prefix before the first turn
+            await engine.prefill(GenerationRequest(messages=[prefix, ChatMessage("user", "-")], prefix_messages=1))
         for i, question in enumerate(["Where is the cup?", "Where is the menu?", "Where is the ladle?"]):
             r = GenerationRequest(messages=[prefix, ChatMessage("user", question)], max_tokens=4, prefix_messages=1)
             first, _, _ = await ttft(engine, r)
-            (colds if i == 0 else warms).append(first)
+            (prefilled if k == 2 and i == 0 else colds if i == 0 else warms).append(first)
     _, n, gen_s = await ttft(engine, req("Write a long story about a dragon.", max_tokens=200, seed=1))
     print(
-        f"\nTTFT with a ~{len(system) // 4}-token system prefix: cold median {statistics.median(colds) * 1000:.0f} ms "
-        f"{[round(c * 1000) for c in colds]}, warm median {statistics.median(warms) * 1000:.0f} ms "
-        f"{[round(w * 1000) for w in warms]}; one stream {max(n - 1, 1) / max(gen_s, 1e-9):.0f} tok/s ({n} chunks)"
+        f"\nTTFT with a ~{len(system) // 4}-token system prefix: cold {[round(c * 1000) for c in colds]} ms, "
+        f"warm median {statistics.median(warms) * 1000:.0f} ms {[round(w * 1000) for w in warms]}, "
+        f"first turn after prefill {[round(p * 1000) for p in prefilled]} ms; "
+        f"one stream {max(n - 1, 1) / max(gen_s, 1e-9):.1f} tok/s ({n} chunks)"
     )
-    assert all(c > 0 for c in colds + warms)
+    assert all(c > 0 for c in colds + warms + prefilled)

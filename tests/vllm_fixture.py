@@ -54,6 +54,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+SHM = Path("/dev/shm")
+
+
+def _shm_names() -> set[str]:
+    try:
+        return {p.name for p in SHM.iterdir() if p.name.startswith(("psm_", "sem.mp-"))}
+    except OSError:
+        return set()
+
+
+def _mapped_shm() -> set[str]:
+    """Names under /dev/shm that some live process still maps."""
+    names: set[str] = set()
+    for maps in Path("/proc").glob("[0-9]*/maps"):
+        try:
+            text = maps.read_text(errors="replace")
+        except OSError:
+            continue
+        names.update(line.rsplit("/dev/shm/", 1)[1].split()[0] for line in text.splitlines() if "/dev/shm/" in line)
+    return names
+
+
 @dataclass
 class VLLMServer:
     base_url: str
@@ -62,6 +84,7 @@ class VLLMServer:
     process: subprocess.Popen[bytes]
     log_path: Path
     ready_after_s: float = 0.0
+    shm_before: frozenset[str] = frozenset()
 
     def log_tail(self, n: int = 40) -> str:
         try:
@@ -84,21 +107,27 @@ class VLLMServer:
         # Children may outlive the leader for a moment: make sure the group is gone.
         try:
             os.killpg(self.process.pid, signal.SIGKILL)
+            time.sleep(0.5)
         except ProcessLookupError:
             pass
+        # A killed vLLM leaves its shared-memory message queues (~400 MB, sparse) in /dev/shm:
+        # remove the ones it created that no live process maps any more.
+        for name in (_shm_names() - self.shm_before) - _mapped_shm():
+            (SHM / name).unlink(missing_ok=True)
 
 
 def start_vllm_server(log_path: Path, *, timeout_s: float | None = None) -> VLLMServer:
     """Start scripts/vllm_server.sh on a free port and wait for /health (fails on timeout)."""
     timeout_s = timeout_s or float(os.environ.get("NPC_VLLM_START_TIMEOUT", "180"))
     port = free_port()
+    shm_before = frozenset(_shm_names())
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             ["bash", str(SERVER_SCRIPT), str(port)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, cwd=REPO,
         )
-    server = VLLMServer(f"http://127.0.0.1:{port}", MODEL_NAME, port, proc, log_path)
+    server = VLLMServer(f"http://127.0.0.1:{port}", MODEL_NAME, port, proc, log_path, shm_before=shm_before)
     t0 = time.monotonic()
     with httpx.Client(timeout=2.0) as client:
         while True:

@@ -167,9 +167,9 @@ class VLLMEngine:
         total_deadline = start + self.total_timeout
         deadline = min(total_deadline, start + self.first_token_timeout)
         resp = await self._send(self._payload(request, stream=True), deadline)
+        lines = resp.aiter_lines()
         try:
             await self._raise_for_status(resp)
-            lines = resp.aiter_lines()
             final: LLMChunk | None = None
             got_first = False
             while True:
@@ -213,7 +213,8 @@ class VLLMEngine:
         except (json.JSONDecodeError, AttributeError, TypeError) as e:
             raise LLMError(f"vLLM sent an unreadable event: {_trim(str(e))}") from e
         finally:
-            await resp.aclose()
+            await resp.aclose()  # drops the connection if unfinished: vLLM aborts the request
+            await lines.aclose()  # type: ignore[attr-defined]
 
     async def _complete(self, body: dict[str, Any], timeout: float) -> dict[str, Any]:
         """One non-streaming request; returns the JSON body or raises the mapped error."""
@@ -252,6 +253,19 @@ class VLLMEngine:
             await asyncio.sleep(0.5)
         probe = GenerationRequest(messages=[_user("Hi")], max_tokens=1, temperature=0.0)
         await self._complete(self._payload(probe, stream=False), self.total_timeout)
+
+    async def prefill(self, request: GenerationRequest) -> None:
+        """Send the request's stable prefix (its first ``prefix_messages``) with ``max_tokens=1``
+        so vLLM's automatic prefix caching holds its KV blocks before the first turn. Only helps
+        when later requests reach the same server (sticky routing). Best-effort: failures are
+        swallowed (the turn itself will report them). Cancel-safe."""
+        if request.prefix_messages <= 0:
+            return
+        probe = GenerationRequest(messages=request.messages[: request.prefix_messages], max_tokens=1, temperature=0.0)
+        try:
+            await self._complete(self._payload(probe, stream=False), self.total_timeout)
+        except (LLMError, GrammarError):
+            pass
 
     async def validate_grammar(self, grammar: str) -> None:
         """Raise :class:`GrammarError` when vLLM rejects ``grammar`` (a ``max_tokens=1``
