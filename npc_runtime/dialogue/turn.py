@@ -77,6 +77,7 @@ class Dialogue:
             max_tokens=turn.max_tokens or persona.llm.max_tokens,
             temperature=persona.llm.temperature,
             top_p=persona.llm.top_p,
+            repeat_penalty=persona.llm.repeat_penalty,
             seed=turn.seed,
             prefix_messages=prefix_len,
             cache_key=prefix_key(persona, scene),

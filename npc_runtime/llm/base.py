@@ -32,6 +32,9 @@ class GenerationRequest:
     max_tokens: int = 96
     temperature: float = 0.7
     top_p: float = 0.9
+    #: >1 discourages repeating tokens already in the context (llama.cpp ``repeat_penalty``,
+    #: vLLM ``repetition_penalty``); 1.0 is off.
+    repeat_penalty: float = 1.0
     seed: int | None = None
     prefix_messages: int = 0
     cache_key: str | None = None

@@ -306,7 +306,7 @@ class _Worker:
         stats.reused_tokens = len(tokens) - stats.evaluated_tokens
         grammar = self.lib.LlamaGrammar.from_string(request.grammar) if request.grammar else None
         chunks = self.llm.create_completion(
-            tokens, max_tokens=request.max_tokens, temperature=request.temperature, top_p=request.top_p,
+            tokens, max_tokens=request.max_tokens, temperature=request.temperature, top_p=request.top_p, repeat_penalty=request.repeat_penalty,
             seed=request.seed, stop=[*_STOP_STRINGS, *request.stop], grammar=grammar, stream=True,
         )
         first: float | None = None

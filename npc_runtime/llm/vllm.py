@@ -116,6 +116,7 @@ class VLLMEngine:
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
             "top_p": request.top_p,
+            "repetition_penalty": request.repeat_penalty,
             "stream": stream,
         }
         if request.seed is not None:

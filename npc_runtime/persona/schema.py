@@ -40,6 +40,7 @@ class VoiceSettings(_Strict):
 class LLMSettings(_Strict):
     temperature: float = Field(default=0.6, ge=0.0, le=2.0)
     top_p: float = Field(default=0.9, gt=0.0, le=1.0)
+    repeat_penalty: float = Field(default=1.0, ge=1.0, le=2.0, description="Above 1 discourages repeating words (small models loop: 'no, no, no').")
     max_tokens: int = Field(default=80, ge=8, le=1024, description="Cap on one reply's length, in tokens.")
     model: str | None = Field(default=None, description="Override the server's model name (vLLM backend).")
 
