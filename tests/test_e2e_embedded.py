@@ -165,3 +165,22 @@ async def test_session_start_prefills_so_the_first_turn_is_warm(real_server: Npc
     assert events[-1].status == "completed"
     assert llama_engine.stats.prefix == "hit", llama_engine.stats
     assert llama_engine.stats.reused_tokens >= llama_engine.stats.prefix_tokens
+
+
+def test_cli_chat_reads_lines_until_an_empty_one() -> None:
+    proc = subprocess.run(
+        [*NPC, "chat", "nova", "--scene", str(EVAL_DIR / "scenes" / "lab.json"), "--player-name", "Kai"],
+        cwd=ROOT, input="Hi Nova.\nWhat is that board?\n\n", capture_output=True, text=True, timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("Talking to Nova.")
+    assert proc.stdout.count("Nova> ") == 2 and proc.stdout.count("(completed;") == 2
+
+
+def test_npc_check_reports_file_line_field(tmp_path: Any) -> None:
+    (tmp_path / "bad.yaml").write_text("id: bad\nname: Bad\nrole: a test\nllm:\n  temprature: 0.3\n")
+    proc = _run_cli("check", str(tmp_path))
+    assert proc.returncode == 1
+    assert f"{tmp_path / 'bad.yaml'}:5: llm.temprature:" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert _run_cli("check", str(CHARACTERS)).stdout.strip() == "OK: 2 personas"

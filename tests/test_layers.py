@@ -16,7 +16,12 @@ OWNERS = {
     "chromadb": set(),
     "sentence_transformers": set(),
     "faster_whisper": set(),
-    "piper": set(),
+    "piper": {"tts/piper.py"},
+    "onnx": {"tts/piper.py"},
+    "onnxruntime": {"tts/piper.py"},
+    "espeakng_loader": {"tts/espeak.py"},
+    "TTS": {"tts/coqui.py"},
+    "torch": {"tts/coqui.py"},
 }
 
 
