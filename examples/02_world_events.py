@@ -9,7 +9,7 @@ import asyncio
 import json
 import sys
 
-from npc_runtime.client import NpcClient
+from npc_runtime.client import AudioFrame, NpcClient
 
 SCENE = {
     "name": "Jin's ramen shop, closing time",
@@ -27,9 +27,16 @@ async def send(client: NpcClient, message: dict) -> None:
 async def until(client: NpcClient, kind: str) -> None:
     while True:
         event = await client.recv(timeout=120)
-        print("<", event.model_dump_json())
+        print("<", show(event))
         if event.type == kind:
             return
+
+
+def show(event: object) -> str:
+    """A server event as JSON; an audio frame (binary) as its size."""
+    if isinstance(event, AudioFrame):
+        return f"(binary frame: {len(event.pcm)} bytes of PCM16 mono)"
+    return event.model_dump_json()  # type: ignore[attr-defined]
 
 
 async def main(url: str) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import signal
 import sys
+import wave
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,6 +27,8 @@ def _add_runtime_flags(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--model-path", type=Path, help="GGUF file for the embedded backend")
     g.add_argument("--vllm-url", help="vLLM server base URL, e.g. http://127.0.0.1:8000")
     g.add_argument("--vllm-model", help="model name served by vLLM")
+    g.add_argument("--tts", choices=["piper", "espeak", "none"], help="speech engine (default piper; none: text only)")
+    g.add_argument("--tts-voice", help="Piper voice package or .onnx file, or espeak voice")
     g.add_argument("--log-format", choices=["console", "json"])
     g.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
@@ -33,7 +36,7 @@ def _add_runtime_flags(ap: argparse.ArgumentParser) -> None:
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     flags = {
         "characters_dir": args.characters, "llm": args.llm, "model_path": args.model_path,
-        "vllm_url": args.vllm_url, "vllm_model": args.vllm_model,
+        "vllm_url": args.vllm_url, "vllm_model": args.vllm_model, "tts": args.tts, "tts_voice": args.tts_voice,
         "log_format": args.log_format, "log_level": args.log_level,
         "host": getattr(args, "host", None), "port": getattr(args, "port", None),
     }
@@ -56,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "say":
             c.add_argument("text")
             c.add_argument("--json", action="store_true", help="print every server event as one JSON object per line")
+            c.add_argument("--audio", type=Path, metavar="OUT.wav", help="write the reply's audio to a WAV file")
+        c.add_argument("--text-only", action="store_true", help="ask for text and actions only (no audio)")
         c.add_argument("--scene", type=Path, help="scene JSON file (objects, locations, characters)")
         c.add_argument("--server", help="ws://HOST:PORT of a running server (default: run the runtime in-process)")
         c.add_argument("--player-name", help="what the character calls you")
@@ -144,10 +149,25 @@ def _print_human(event: Any) -> None:
         print(f"\nerror {event.code}: {event.message}", file=sys.stderr)
 
 
-async def _say(args: argparse.Namespace) -> int:
-    from npc_runtime.client import ServerError
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {"text_only": bool(args.text_only)}
+    if args.seed is not None:
+        options["seed"] = args.seed
+    return options
 
-    options = {"seed": args.seed} if args.seed is not None else None
+
+def _write_wav(path: Path, pcm: bytes, sample_rate: int) -> None:
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(sample_rate)
+        out.writeframes(pcm)
+
+
+async def _say(args: argparse.Namespace) -> int:
+    from npc_runtime.client import AudioFrame, ServerError
+
+    options = _options(args)
     async with _connection(args) as client:
         try:
             ready = await client.start_session(args.character, scene=_scene(args.scene), player_name=args.player_name, options=options)
@@ -156,21 +176,30 @@ async def _say(args: argparse.Namespace) -> int:
             return 1
         if args.json:
             print(ready.model_dump_json(), flush=True)
-        status = 1
+        status, audio = 1, bytearray()
         async for event in client.say(args.text):
+            if isinstance(event, AudioFrame):
+                audio += event.pcm
+                continue
             if args.json:
                 print(event.model_dump_json(), flush=True)
             else:
                 _print_human(event)
             if isinstance(event, p.ResponseEnd):
                 status = 0 if event.status != "failed" else 1
+        if args.audio is not None:
+            if ready.audio is None:
+                print("npc: the session has no audio (text-only, or the server runs no TTS)", file=sys.stderr)
+                return 1
+            _write_wav(args.audio, bytes(audio), ready.audio.sample_rate)
+            print(f"wrote {args.audio} ({len(audio) // 2 / ready.audio.sample_rate:.2f} s)", file=sys.stderr)
         return status
 
 
 async def _chat(args: argparse.Namespace) -> int:
     from npc_runtime.client import ServerError
 
-    options = {"seed": args.seed} if args.seed is not None else None
+    options = {**_options(args), "text_only": True}  # a terminal has nowhere to play the audio
     async with _connection(args) as client:
         try:
             ready = await client.start_session(args.character, scene=_scene(args.scene), player_name=args.player_name, options=options)

@@ -14,12 +14,22 @@ import itertools
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
 from npc_runtime import protocol as p
 from npc_runtime.scene import Scene
+
+
+@dataclass(frozen=True, slots=True)
+class AudioFrame:
+    """A binary frame: the PCM16 mono samples announced by the ``response.audio`` event before it."""
+
+    pcm: bytes
+    type: str = "audio.frame"
+    response_id: str | None = None
 
 
 class ServerError(Exception):
@@ -61,11 +71,16 @@ class NpcClient:
     async def recv(self, timeout: float | None = None) -> Any:
         """The next server event, parsed. Cancel-safe (websockets' ``recv`` is)."""
         frame = await asyncio.wait_for(self.ws.recv(), timeout) if timeout else await self.ws.recv()
-        return p.parse_server_event(frame)
+        return self._parse(frame)
 
     async def events(self) -> AsyncIterator[Any]:
+        """Server events, parsed; a binary frame comes as :class:`AudioFrame`."""
         async for frame in self.ws:
-            yield p.parse_server_event(frame)
+            yield self._parse(frame)
+
+    @staticmethod
+    def _parse(frame: str | bytes) -> Any:
+        return AudioFrame(frame) if isinstance(frame, bytes) else p.parse_server_event(frame)
 
     async def start_session(
         self,

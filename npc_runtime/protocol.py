@@ -41,7 +41,7 @@ class Player(_Msg):
 
 
 class SessionOptions(_Msg):
-    text_only: bool = Field(default=True, description="Text and actions only, no audio (protocol v1 has no audio yet).")
+    text_only: bool = Field(default=False, description="Text and actions only: no audio, no visemes (also the case when the server runs no TTS).")
     max_tokens: int | None = Field(default=None, ge=8, le=1024, description="Cap on reply length (tokens); default: the persona's.")
     seed: int | None = Field(default=None, description="Sampling seed, for repeatable replies.")
 
@@ -103,13 +103,19 @@ class CharacterInfo(_Msg):
     name: str
 
 
+class AudioFormat(_Msg):
+    encoding: Literal["pcm_s16le"] = "pcm_s16le"
+    sample_rate: int = Field(description="Samples per second of the reply audio (the voice's own rate).")
+    channels: Literal[1] = 1
+
+
 class SessionReady(_Event):
     type: Literal["session.ready"] = "session.ready"
     session_id: str
     protocol: str = PROTOCOL_VERSION
     character: CharacterInfo
     actions: list[str] = Field(description="Verbs this character may use in this session.")
-    audio: None = Field(default=None, description="Output audio format; null in text-only sessions.")
+    audio: AudioFormat | None = Field(default=None, description="Reply audio format; null in text-only sessions.")
 
 
 class SceneUpdated(_Event):
@@ -138,6 +144,23 @@ class TextDelta(_Event):
     text: str
 
 
+class VisemeCueMsg(_Msg):
+    viseme: Literal["sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "ih", "oh", "ou"]
+    start_ms: float
+    end_ms: float
+
+
+class AudioChunkEvent(_Event):
+    """Announces the binary frame that follows it: ``samples`` PCM16 mono samples."""
+
+    type: Literal["response.audio"] = "response.audio"
+    response_id: str
+    seq: int = Field(description="0-based chunk number within the response.")
+    start_ms: float = Field(description="Where this chunk starts on the response's audio timeline.")
+    samples: int
+    visemes: list[VisemeCueMsg] = Field(description="Cues covering this chunk, contiguous, ms from the start of the response's audio.")
+
+
 class ActionEvent(_Event):
     type: Literal["response.action"] = "response.action"
     response_id: str
@@ -146,6 +169,7 @@ class ActionEvent(_Event):
     object: str | None = Field(default=None, description="grab/give: the object id.")
     target: str | None = Field(default=None, description="move: where to (any id); give: the character receiving.")
     text_offset: int = Field(description="Characters of speech text before this action.")
+    at_ms: float | None = Field(default=None, description="Audio time at which the speech before the action ends; null without audio.")
 
 
 class ActionRecord(_Msg):
@@ -162,6 +186,7 @@ class ResponseEnd(_Event):
     actions: list[ActionRecord]
     timings: dict[str, float] = Field(description="Per-stage times in ms from the turn's start: prompt_ready, first_token, first_text, end; plus generation_ms, tokens.")
     truncated: bool = Field(default=False, description="The reply hit the length cap.")
+    audio_ms: float | None = Field(default=None, description="Length of the audio sent for this response; null without audio.")
     error: str | None = Field(default=None, description="Error code when status is failed.")
 
 
@@ -180,7 +205,7 @@ class Pong(_Event):
 
 
 ServerEvent = Annotated[
-    Union[SessionReady, SceneUpdated, EventAccepted, ResponseStart, TextDelta, ActionEvent, ResponseEnd, ErrorEvent, Pong],
+    Union[SessionReady, SceneUpdated, EventAccepted, ResponseStart, TextDelta, AudioChunkEvent, ActionEvent, ResponseEnd, ErrorEvent, Pong],
     Field(discriminator="type"),
 ]
 

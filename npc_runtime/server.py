@@ -115,7 +115,7 @@ class NpcServer:
     async def _write_pump(ws: ServerConnection, session: Session) -> None:
         try:
             while True:
-                event: Any = await session.outbox.get()
-                await ws.send(p.encode_event(event))
+                item: Any = await session.outbox.get()
+                await ws.send(item if isinstance(item, bytes) else p.encode_event(item))
         except ConnectionClosed:
             pass

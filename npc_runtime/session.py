@@ -16,7 +16,7 @@ import asyncio
 import enum
 import itertools
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -29,6 +29,8 @@ from npc_runtime.errors import NpcError, PersonaError, ProtocolError
 from npc_runtime.persona.schema import Persona
 from npc_runtime.scene import Scene
 from npc_runtime.timeline import Timeline
+from npc_runtime.tts.base import TTS
+from npc_runtime.tts.speaker import Speaker, SpokenChunk
 
 log = structlog.get_logger(__name__)
 
@@ -81,6 +83,7 @@ class Services:
 
     personas: PersonaSource
     dialogue: Dialogue
+    tts: TTS | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     ready_timeout: float = 120.0
 
@@ -95,6 +98,8 @@ class Turn:
         self.text_parts: list[str] = []
         self.actions: list[ActionOut] = []
         self.status = "completed"
+        self.speaker = Speaker(session.services.tts) if session.audio_enabled and session.services.tts else None
+        self.voice_failed = False
         self._interrupting = False
         self.task: asyncio.Task[None] = asyncio.create_task(self._run(), name=f"turn-{response_id}")
 
@@ -134,16 +139,45 @@ class Turn:
                     self.timeline.mark("first_text")
                     self.text_parts.append(out.text)
                     await self.session.emit(p.TextDelta(response_id=self.id, text=out.text))
+                    if self.speaking:
+                        await self._voice(self.speaker.feed(out.text))  # type: ignore[union-attr]
                 else:
+                    if self.speaking:
+                        await self._voice(self.speaker.flush())  # type: ignore[union-attr]
                     self.timeline.mark("first_action")
                     self.actions.append(out)
                     a = out.action
                     await self.session.emit(p.ActionEvent(
                         response_id=self.id, index=len(self.actions) - 1, verb=a.verb,
                         object=a.object, target=a.target, text_offset=out.text_offset,
+                        at_ms=round(self.speaker.position_ms, 1) if self.speaker is not None else None,
                     ))
+            if self.speaking:
+                await self._voice(self.speaker.flush())  # type: ignore[union-attr]
         finally:
             await agen.aclose()
+
+    async def _voice(self, chunks: AsyncIterator[SpokenChunk]) -> None:
+        """Send synthesized audio: a ``response.audio`` event, then its binary frame. A TTS
+        failure is reported once and the rest of the reply goes on as text only."""
+        try:
+            async for chunk in chunks:
+                self.timeline.mark("first_audio")
+                await self.session.emit(p.AudioChunkEvent(
+                    response_id=self.id, seq=chunk.seq, start_ms=round(chunk.start_ms, 3), samples=chunk.samples,
+                    visemes=[p.VisemeCueMsg(viseme=c.viseme, start_ms=round(c.start_ms, 3), end_ms=round(c.end_ms, 3)) for c in chunk.cues],
+                ))
+                await self.session.emit(chunk.pcm)
+        except NpcError as exc:
+            log.warning("tts failed; continuing as text", code=exc.code)
+            await self.session.emit(p.ErrorEvent(response_id=self.id, code=exc.code, message=exc.message, retryable=exc.retryable))
+            self.voice_failed = True
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
+
+    @property
+    def speaking(self) -> bool:
+        return self.speaker is not None and not self.voice_failed
 
     @property
     def text(self) -> str:
@@ -159,6 +193,7 @@ class Turn:
             actions=[p.ActionRecord(verb=a.action.verb, object=a.action.object, target=a.action.target) for a in self.actions],
             timings=timings,
             truncated=self.stats.finish_reason == "length",
+            audio_ms=round(self.speaker.position_ms, 1) if self.speaker is not None else None,
             error=error.code if error else None,
         )
 
@@ -183,6 +218,7 @@ class Session:
         self.scene = Scene()
         self.player = p.Player()
         self.options = p.SessionOptions()
+        self.audio_enabled = False
         self.history: list[HistoryEntry] = []
         self.turn: Turn | None = None
         self._turn_ids = itertools.count(1)
@@ -241,6 +277,8 @@ class Session:
         except TimeoutError:
             raise NpcError("the models are still loading; retry shortly", code="not_ready", retryable=True) from None
         self.persona, self.player, self.options = persona, msg.player, msg.options
+        tts = self.services.tts
+        self.audio_enabled = tts is not None and not msg.options.text_only
         self.scene = msg.scene.without(persona.id)
         self.state = next_state(self.state, Trigger.START)
         structlog.contextvars.bind_contextvars(session_id=self.id, character=persona.id)
@@ -249,6 +287,7 @@ class Session:
         await self.emit(p.SessionReady(
             session_id=self.id, character=p.CharacterInfo(id=persona.id, name=persona.name),
             actions=allowed_verbs(persona),
+            audio=p.AudioFormat(sample_rate=tts.sample_rate) if self.audio_enabled and tts is not None else None,
         ))
 
     def _prepare(self) -> None:

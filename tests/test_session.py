@@ -237,3 +237,110 @@ async def test_session_start_and_scene_update_warm_the_prefix() -> None:
     await asyncio.sleep(0.01)
     assert len(llm.prefills) == 2 and llm.prefills[1].cache_key != warm.cache_key
     await session.aclose()
+
+
+def make_voiced_session(llm: FakeLLM, tts: Any) -> Session:
+    services = Services(personas=Personas(), dialogue=Dialogue(llm=llm), tts=tts)
+    services.ready.set()
+    return Session(services)
+
+
+async def start_voiced(llm: FakeLLM, tts: Any, **options: Any) -> tuple[Session, Any]:
+    session = make_voiced_session(llm, tts)
+    await session.handle(p.SessionStart(character="jin", scene=p.Scene.model_validate(scene_dict("ramen_shop.json")), options=p.SessionOptions(**options)))
+    (ready,) = await drain_until(session, "session.ready")
+    return session, ready
+
+
+def _audio_pairs(events: list[Any]) -> list[tuple[Any, bytes]]:
+    pairs = []
+    for i, e in enumerate(events):
+        if getattr(e, "type", None) == "response.audio":
+            assert isinstance(events[i + 1], bytes), "a response.audio event is followed by its binary frame"
+            pairs.append((e, events[i + 1]))
+    return pairs
+
+
+async def drain_end(session: Session, timeout: float = 5.0) -> list[Any]:
+    events: list[Any] = []
+    async with asyncio.timeout(timeout):
+        while True:
+            event = await session.outbox.get()
+            events.append(event)
+            if getattr(event, "type", None) == "response.end":
+                return events
+
+
+async def test_voice_audio_visemes_and_action_timing() -> None:
+    from npc_runtime.tts.fake import FakeTTS
+
+    tts = FakeTTS(sample_rate=16000, ms_per_char=10)
+    llm = FakeLLM(["Sure thing, friend. Here are your chopsticks. [give chopsticks player] Enjoy the ramen tonight."])
+    session, ready = await start_voiced(llm, tts)
+    assert ready.audio is not None and ready.audio.sample_rate == 16000 and ready.audio.encoding == "pcm_s16le"
+    await session.handle(p.TextInput(text="chopsticks?"))
+    events = await drain_end(session)
+    pairs = _audio_pairs(events)
+    assert len(pairs) >= 2
+    position = 0.0
+    for seq, (event, pcm) in enumerate(pairs):
+        assert event.seq == seq and len(pcm) == 2 * event.samples
+        assert abs(event.start_ms - position) < 1e-3
+        cues = event.visemes
+        assert cues[0].start_ms == pytest.approx(event.start_ms) and cues[-1].end_ms == pytest.approx(event.start_ms + event.samples / 16)
+        assert all(abs(a.end_ms - b.start_ms) < 1e-6 for a, b in zip(cues, cues[1:]))
+        position = event.start_ms + event.samples / 16
+    (action,) = [e for e in events if getattr(e, "type", None) == "response.action"]
+    before = [e for e, _ in pairs if events.index(e) < events.index(action)]
+    assert before, "the speech before the tag is synthesized before the action is sent"
+    assert action.at_ms == pytest.approx(before[-1].start_ms + before[-1].samples / 16, abs=0.1)
+    assert 0 < action.at_ms < position
+    end = events[-1]
+    assert end.audio_ms == pytest.approx(position, abs=0.1) and end.status == "completed"
+    assert tts.texts[0].startswith("Sure thing")
+    await session.aclose()
+
+
+async def test_text_only_sessions_get_no_audio() -> None:
+    from npc_runtime.tts.fake import FakeTTS
+
+    session, ready = await start_voiced(FakeLLM(["Hello there. [move door]"]), FakeTTS(), text_only=True)
+    assert ready.audio is None
+    await session.handle(p.TextInput(text="hi"))
+    events = await drain_end(session)
+    assert not any(isinstance(e, bytes) for e in events)
+    assert [e.at_ms for e in events if getattr(e, "type", None) == "response.action"] == [None]
+    assert events[-1].audio_ms is None
+    await session.aclose()
+
+
+async def test_tts_failure_reports_once_and_the_text_still_arrives() -> None:
+    from npc_runtime.errors import NpcError
+    from npc_runtime.tts.fake import FakeTTS
+
+    tts = FakeTTS(fail_with=NpcError("voice broke", code="tts_failed"), fail_after=1)
+    llm = FakeLLM(["First sentence here. Second sentence there. Third one as well."])
+    session, _ = await start_voiced(llm, tts)
+    await session.handle(p.TextInput(text="talk"))
+    events = await drain_end(session)
+    errors = [e for e in events if getattr(e, "type", None) == "error"]
+    assert [e.code for e in errors] == ["tts_failed"]
+    end = events[-1]
+    assert end.status == "completed" and end.text == "First sentence here. Second sentence there. Third one as well."
+    await session.aclose()
+
+
+async def test_interrupt_stops_the_voice_within_a_chunk() -> None:
+    from npc_runtime.tts.fake import FakeTTS
+
+    tts = FakeTTS(chunk_delay=0.05)
+    llm = FakeLLM(["One. Two. Three. Four. Five. Six. Seven. Eight. Nine. Ten. Eleven. Twelve.", "Ok."], token_delay=0.01)
+    session, _ = await start_voiced(llm, tts)
+    await session.handle(p.TextInput(text="count"))
+    await drain_until(session, "response.audio")
+    await session.handle(p.ResponseCancel())
+    events = await drain_end(session)
+    assert events[-1].status == "interrupted"
+    chunks_after_cancel = [e for e in events if getattr(e, "type", None) == "response.audio"]
+    assert len(chunks_after_cancel) <= 1
+    await session.aclose()

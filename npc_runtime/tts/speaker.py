@@ -1,0 +1,73 @@
+"""One response's voice: text deltas in, audio chunks with viseme cues out, on one timeline.
+
+:class:`Speaker` splits the reply's text into speakable units as it arrives
+(:class:`~npc_runtime.tts.clauses.ClauseSplitter`), synthesizes each unit as soon as it is
+complete, and turns the engine's phonemes into OVR viseme cues in ms from the start of the
+response's audio. :meth:`Speaker.flush` synthesizes what is pending now — the session calls it
+before an action tag, so the action's ``at_ms`` is exactly where the speech before it ends.
+Cancel-safe: cancelling the caller closes the engine's stream, which stops at its next chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+
+from npc_runtime.tts.base import TTS
+from npc_runtime.tts.clauses import ClauseSplitter
+from npc_runtime.tts.visemes import VisemeCue, phonemes_to_cues
+
+
+@dataclass(frozen=True, slots=True)
+class SpokenChunk:
+    """Audio for part of a reply: PCM16 mono, its position and its viseme cues (absolute ms)."""
+
+    seq: int
+    start_ms: float
+    samples: int
+    pcm: bytes
+    cues: tuple[VisemeCue, ...]
+    text: str
+
+
+class Speaker:
+    """The voice of one response (create one per response)."""
+
+    def __init__(self, tts: TTS, *, splitter: ClauseSplitter | None = None) -> None:
+        self.tts = tts
+        self.sample_rate = tts.sample_rate
+        self.splitter = splitter or ClauseSplitter()
+        self.position_samples = 0
+        self._seq = 0
+
+    @property
+    def position_ms(self) -> float:
+        """Audio synthesized so far, in ms: where the next chunk starts."""
+        return self.position_samples * 1000.0 / self.sample_rate
+
+    async def feed(self, text: str) -> AsyncIterator[SpokenChunk]:
+        """Add reply text; yield the audio of every unit it completes."""
+        for unit in self.splitter.feed(text):
+            async for chunk in self._speak(unit):
+                yield chunk
+
+    async def flush(self) -> AsyncIterator[SpokenChunk]:
+        """Synthesize whatever text is pending (before an action, or at the end of the reply)."""
+        for unit in self.splitter.flush():
+            async for chunk in self._speak(unit):
+                yield chunk
+
+    async def _speak(self, unit: str) -> AsyncIterator[SpokenChunk]:
+        async with aclosing(self.tts.synthesize(unit)) as stream:
+            async for synth in stream:
+                if synth.samples == 0:
+                    continue
+                cues = phonemes_to_cues(synth.phonemes, synth.sample_rate, offset_samples=self.position_samples)
+                chunk = SpokenChunk(
+                    seq=self._seq, start_ms=self.position_ms, samples=synth.samples, pcm=synth.pcm,
+                    cues=tuple(cues), text=synth.text,
+                )
+                self._seq += 1
+                self.position_samples += synth.samples
+                yield chunk
