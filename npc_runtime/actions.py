@@ -15,6 +15,16 @@ from npc_runtime.scene import Scene
 #: The whole action vocabulary, in the order the grammar lists it.
 VERBS: tuple[str, ...] = ("move", "grab", "give")
 
+#: Emotions a reply may show with ``[emotion <name>]`` (the face changes on that word).
+EMOTIONS: tuple[str, ...] = ("neutral", "joy", "anger", "sadness", "fear", "surprise", "disgust")
+
+
+def parse_emotion(tag_body: str) -> str | None:
+    """``"emotion joy"`` → ``"joy"``; ``None`` for anything else."""
+    words = tag_body.split()
+    return words[1] if len(words) == 2 and words[0] == "emotion" and words[1] in EMOTIONS else None
+
+
 #: How many ids each verb takes.
 VERB_ARITY: dict[str, int] = {"move": 1, "grab": 1, "give": 2}
 

@@ -116,6 +116,7 @@ class SessionReady(_Event):
     character: CharacterInfo
     actions: list[str] = Field(description="Verbs this character may use in this session.")
     audio: AudioFormat | None = Field(default=None, description="Reply audio format; null in text-only sessions.")
+    mood: str = Field(default="neutral", description="The character's resting mood (its face when no response.emotion says otherwise).")
 
 
 class SceneUpdated(_Event):
@@ -172,6 +173,14 @@ class ActionEvent(_Event):
     at_ms: float | None = Field(default=None, description="Audio time at which the speech before the action ends; null without audio.")
 
 
+class EmotionEvent(_Event):
+    type: Literal["response.emotion"] = "response.emotion"
+    response_id: str
+    emotion: Literal["neutral", "joy", "anger", "sadness", "fear", "surprise", "disgust"]
+    text_offset: int = Field(description="Characters of speech text before it.")
+    at_ms: float | None = Field(default=None, description="Audio time from which the face shows it; null without audio.")
+
+
 class ActionRecord(_Msg):
     verb: Literal["move", "grab", "give"]
     object: str | None = None
@@ -205,7 +214,7 @@ class Pong(_Event):
 
 
 ServerEvent = Annotated[
-    Union[SessionReady, SceneUpdated, EventAccepted, ResponseStart, TextDelta, AudioChunkEvent, ActionEvent, ResponseEnd, ErrorEvent, Pong],
+    Union[SessionReady, SceneUpdated, EventAccepted, ResponseStart, TextDelta, AudioChunkEvent, ActionEvent, EmotionEvent, ResponseEnd, ErrorEvent, Pong],
     Field(discriminator="type"),
 ]
 

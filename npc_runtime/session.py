@@ -24,7 +24,7 @@ import structlog
 
 from npc_runtime import protocol as p
 from npc_runtime.dialogue.prompt import HistoryEntry
-from npc_runtime.dialogue.turn import ActionOut, Dialogue, SpeechDelta, TurnInput, TurnStats, allowed_verbs
+from npc_runtime.dialogue.turn import ActionOut, Dialogue, EmotionOut, SpeechDelta, TurnInput, TurnStats, allowed_verbs
 from npc_runtime.errors import NpcError, PersonaError, ProtocolError
 from npc_runtime.persona.schema import Persona
 from npc_runtime.scene import Scene
@@ -141,6 +141,12 @@ class Turn:
                     await self.session.emit(p.TextDelta(response_id=self.id, text=out.text))
                     if self.speaking:
                         await self._voice(self.speaker.feed(out.text))  # type: ignore[union-attr]
+                elif isinstance(out, EmotionOut):
+                    if self.speaking:
+                        await self._voice(self.speaker.flush())  # type: ignore[union-attr]
+                    await self.session.emit(p.EmotionEvent(
+                        response_id=self.id, emotion=out.emotion, text_offset=out.text_offset, at_ms=self._at_ms(),
+                    ))
                 else:
                     if self.speaking:
                         await self._voice(self.speaker.flush())  # type: ignore[union-attr]
@@ -150,12 +156,16 @@ class Turn:
                     await self.session.emit(p.ActionEvent(
                         response_id=self.id, index=len(self.actions) - 1, verb=a.verb,
                         object=a.object, target=a.target, text_offset=out.text_offset,
-                        at_ms=round(self.speaker.position_ms, 1) if self.speaker is not None else None,
+                        at_ms=self._at_ms(),
                     ))
             if self.speaking:
                 await self._voice(self.speaker.flush())  # type: ignore[union-attr]
         finally:
             await agen.aclose()
+
+    def _at_ms(self) -> float | None:
+        """Where the audio sent so far ends (the moment for an action or emotion); None without audio."""
+        return round(self.speaker.position_ms, 1) if self.speaker is not None else None
 
     async def _voice(self, chunks: AsyncIterator[SpokenChunk]) -> None:
         """Send synthesized audio: a ``response.audio`` event, then its binary frame. A TTS
@@ -288,6 +298,7 @@ class Session:
             session_id=self.id, character=p.CharacterInfo(id=persona.id, name=persona.name),
             actions=allowed_verbs(persona),
             audio=p.AudioFormat(sample_rate=tts.sample_rate) if self.audio_enabled and tts is not None else None,
+            mood=persona.mood,
         ))
 
     def _prepare(self) -> None:

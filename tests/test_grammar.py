@@ -239,6 +239,10 @@ def test_xgrammar_accepts_every_grammar() -> None:
         reject += [" ".join(tags[-1:] * (MAX_TAGS + 1))] * bool(tags)
         items.append({"grammar": grammar, "accept": accept, "reject": reject})
     items.append({"grammar": build_action_grammar(ramen(), VERBS, self_id="jin", max_text_chars=50)})
+    items.append({"grammar": build_action_grammar(ramen(), VERBS, self_id="jin", emotions=True),
+                  "accept": ["[emotion joy] Welcome! [give menu player]", "Hi. [emotion anger]"],
+                  "reject": ["[emotion grumpy] Hi.", "[emotion] Hi."]})
+    items.append({"grammar": build_action_grammar(Scene(), (), emotions=True), "accept": ["[emotion fear] Run!"], "reject": ["[move door]"]})
     items.append('root ::= ("a" | b')  # must fail
     script = Path(__file__).with_name("xgrammar_check.py")
     proc = subprocess.run([*command, str(script)], input=json.dumps(items), capture_output=True, text=True, timeout=300)
@@ -258,6 +262,8 @@ async def test_llama_cpp_accepts_every_grammar(llama_engine) -> None:  # noqa: F
     for scene, verbs, self_id in [(ramen(), VERBS, "jin"), (BIGGEST, VERBS, "person_0"), *SCENES]:
         for limit in (None, 200):
             await llama_engine.validate_grammar(build_action_grammar(scene, verbs, self_id=self_id, max_text_chars=limit))
+        await llama_engine.validate_grammar(build_action_grammar(scene, verbs, self_id=self_id, emotions=True))
+    await llama_engine.validate_grammar(build_action_grammar(Scene(), (), emotions=True))
 
 
 BROKEN = [

@@ -110,7 +110,7 @@ CASES: list[tuple[str, str | bytes, int, str, str]] = [
     ("out of range", VALID.replace("temperature: 0.5", "temperature: 5"), 15, "llm.temperature", "less than or equal to 2"),
     ("list item type", VALID.replace("[move, grab, give]", "[move, fly]"), 4, "actions.1", "'move', 'grab' or 'give'"),
     ("repeated verb", VALID.replace("[move, grab, give]", "[move, move]"), 4, "actions", "only once"),
-    ("unknown key", VALID.replace("role: a test character", "role: a test character\nmood: grumpy"), 4, "mood", "unknown field"),
+    ("unknown key", VALID.replace("role: a test character", "role: a test character\ntemper: grumpy"), 4, "temper", "unknown field"),
     ("unknown nested key", VALID.replace("temperature: 0.5", "temprature: 0.5"), 15, "llm.temprature", "did you mean 'temperature'"),
     ("unknown key in list item", VALID.replace("    reply: Hi.", "    reply: Hi.\n    mood: happy"), 14, "examples.1.mood", "allowed: player, reply"),
     ("missing top field", VALID.replace("role: a test character\n", ""), 1, "role", "required field is missing"),

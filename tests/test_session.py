@@ -344,3 +344,20 @@ async def test_interrupt_stops_the_voice_within_a_chunk() -> None:
     chunks_after_cancel = [e for e in events if getattr(e, "type", None) == "response.audio"]
     assert len(chunks_after_cancel) <= 1
     await session.aclose()
+
+
+async def test_emotion_tags_become_timed_emotion_events() -> None:
+    from npc_runtime.tts.fake import FakeTTS
+
+    llm = FakeLLM(["[emotion joy] Welcome back, friend! The broth is ready. [emotion surprise] Oh, you brought Nova?"])
+    session, ready = await start_voiced(llm, FakeTTS(sample_rate=16000, ms_per_char=10))
+    assert ready.mood == "neutral"
+    await session.handle(p.TextInput(text="hi"))
+    events = await drain_end(session)
+    emotions = [e for e in events if getattr(e, "type", None) == "response.emotion"]
+    assert [(e.emotion, e.text_offset) for e in emotions] == [("joy", 0), ("surprise", len("Welcome back, friend! The broth is ready."))]
+    assert emotions[0].at_ms == 0.0
+    audio_before = [e for e in events[: events.index(emotions[1])] if getattr(e, "type", None) == "response.audio"]
+    assert emotions[1].at_ms == pytest.approx(sum(e.samples for e in audio_before) / 16, abs=0.1) and emotions[1].at_ms > 0
+    assert "emotion" not in events[-1].text and "emotion" in llm.grammars[-1]
+    await session.aclose()

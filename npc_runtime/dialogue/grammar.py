@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from npc_runtime.actions import VERBS, Action, Targets, parse_action, usable_verbs, validate_action
+from npc_runtime.actions import EMOTIONS, VERBS, Action, Targets, parse_action, usable_verbs, validate_action
 from npc_runtime.scene import Scene
 
 __all__ = ["VERBS", "Action", "build_action_grammar", "gbnf_literal", "parse_action", "usable_verbs", "validate_action"]
@@ -40,24 +40,29 @@ def build_action_grammar(
     *,
     self_id: str | None = None,
     max_text_chars: int | None = None,
+    emotions: bool = False,
 ) -> str:
     """One GBNF string for a reply: ``text? (tag (" " text? (tag ...)?)?)?`` with at most
     :data:`MAX_TAGS` tags, each followed by a space or the end of the reply (never glued to a
     word). The reply is never empty. With no usable verb the grammar is plain text.
 
-    ``max_text_chars`` bounds each run of text between tags (``{1,N}`` repetition)."""
+    ``max_text_chars`` bounds each run of text between tags (``{1,N}`` repetition). With
+    ``emotions``, ``[emotion <name>]`` (one of :data:`~npc_runtime.actions.EMOTIONS`) is a tag too."""
     if max_text_chars is not None and max_text_chars < 1:
         raise ValueError("max_text_chars must be at least 1")
     use = usable_verbs(scene, verbs, self_id=self_id)
+    tags = [*use, "emotion"] if emotions else list(use)
     text_rule = f"{TEXT_CHAR}+" if max_text_chars is None else f"{TEXT_CHAR}{{1,{max_text_chars}}}"
-    if not use:
+    if not tags:
         return f"root ::= text\ntext ::= {text_rule}\n"
     t = Targets.of(scene, self_id)
     lines = ["root ::= (text seq1?) | seq1"]
     for k in range(1, MAX_TAGS):
         lines.append(f'seq{k} ::= tag (" " text? seq{k + 1}?)?')
     lines.append(f'seq{MAX_TAGS} ::= tag (" " text?)?')
-    lines.append('tag ::= "[" (' + " | ".join(use) + ') "]"')
+    lines.append('tag ::= "[" (' + " | ".join(tags) + ') "]"')
+    if emotions:
+        lines.append('emotion ::= "emotion " ' + _alternatives(EMOTIONS))
     if "move" in use:
         lines.append('move ::= "move " move-target')
     if "grab" in use:

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from npc_runtime.actions import parse_emotion
 from npc_runtime.dialogue.grammar import Action, parse_action
 from npc_runtime.scene import Scene
 
@@ -46,13 +47,22 @@ class ActionPiece:
     text_offset: int
 
 
-Piece = TextPiece | ActionPiece
+@dataclass(frozen=True, slots=True)
+class EmotionPiece:
+    """An ``[emotion <name>]`` tag, with ``text_offset`` like an action."""
+
+    emotion: str
+    text_offset: int
+
+
+Piece = TextPiece | ActionPiece | EmotionPiece
 
 
 class TagStreamParser:
     """Split one reply into speech and actions as it streams (see the module docstring)."""
 
-    def __init__(self, scene: Scene, verbs: Sequence[str], self_id: str | None = None) -> None:
+    def __init__(self, scene: Scene, verbs: Sequence[str], self_id: str | None = None, *, emotions: bool = False) -> None:
+        self.emotions = emotions  #: whether ``[emotion <name>]`` tags are recognised
         self._scene = scene
         self._verbs = tuple(verbs)
         self._self_id = self_id
@@ -103,6 +113,11 @@ class TagStreamParser:
         if ch == "]":
             self._tag = None
             self._space = self._tag_in_gap = True
+            emotion = parse_emotion("".join(body)) if self.emotions else None
+            if emotion is not None:
+                self._flush(speech, out)
+                out.append(EmotionPiece(emotion, len(self.text)))
+                return
             action = parse_action("".join(body), self._scene, self._verbs, self._self_id)
             if action is None:
                 self.dropped += 1

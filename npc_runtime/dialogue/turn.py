@@ -15,7 +15,7 @@ import structlog
 
 from npc_runtime.dialogue.grammar import Action, build_action_grammar
 from npc_runtime.dialogue.prompt import HistoryEntry, build_messages, prefix_key
-from npc_runtime.dialogue.tags import ActionPiece, TagStreamParser, TextPiece
+from npc_runtime.dialogue.tags import ActionPiece, EmotionPiece, TagStreamParser, TextPiece
 from npc_runtime.llm.base import LLM, GenerationRequest
 from npc_runtime.persona.schema import Persona
 from npc_runtime.scene import Scene
@@ -46,6 +46,12 @@ class ActionOut:
     text_offset: int
 
 
+@dataclass(frozen=True, slots=True)
+class EmotionOut:
+    emotion: str
+    text_offset: int
+
+
 @dataclass(slots=True)
 class TurnStats:
     """Filled in while the turn runs; complete when the generator ends."""
@@ -73,7 +79,7 @@ class Dialogue:
         )
         return GenerationRequest(
             messages=messages,
-            grammar=build_action_grammar(scene, verbs, self_id=persona.id) if verbs else None,
+            grammar=build_action_grammar(scene, verbs, self_id=persona.id, emotions=persona.emotions) if verbs or persona.emotions else None,
             max_tokens=turn.max_tokens or persona.llm.max_tokens,
             temperature=persona.llm.temperature,
             top_p=persona.llm.top_p,
@@ -96,14 +102,14 @@ class Dialogue:
             await self.llm.validate_grammar(request.grammar)
         await self.llm.prefill(prefix)
 
-    async def respond(self, turn: TurnInput, *, timeline: Timeline, stats: TurnStats) -> AsyncIterator[SpeechDelta | ActionOut]:
+    async def respond(self, turn: TurnInput, *, timeline: Timeline, stats: TurnStats) -> AsyncIterator[SpeechDelta | ActionOut | EmotionOut]:
         """Stream one reply. Cancel-safe: closing it stops generation; what was yielded stands."""
         verbs = allowed_verbs(turn.persona)
         request = self._request(turn, verbs)
         if request.grammar is not None:
             await self.llm.validate_grammar(request.grammar)
         stats.grammar = request.grammar
-        parser = TagStreamParser(turn.scene, verbs, self_id=turn.persona.id)
+        parser = TagStreamParser(turn.scene, verbs, self_id=turn.persona.id, emotions=turn.persona.emotions)
         timeline.mark("prompt_ready")
         stream = self.llm.stream(request)
         try:
@@ -121,9 +127,13 @@ class Dialogue:
             stats.dropped_tags = parser.dropped
 
     @staticmethod
-    def _convert(pieces: Sequence[TextPiece | ActionPiece]) -> list[SpeechDelta | ActionOut]:
-        return [
-            ActionOut(piece.action, piece.text_offset) if isinstance(piece, ActionPiece) else SpeechDelta(piece.text)
-            for piece in pieces
-            if isinstance(piece, ActionPiece) or piece.text
-        ]
+    def _convert(pieces: Sequence[TextPiece | ActionPiece | EmotionPiece]) -> list[SpeechDelta | ActionOut | EmotionOut]:
+        out: list[SpeechDelta | ActionOut | EmotionOut] = []
+        for piece in pieces:
+            if isinstance(piece, ActionPiece):
+                out.append(ActionOut(piece.action, piece.text_offset))
+            elif isinstance(piece, EmotionPiece):
+                out.append(EmotionOut(piece.emotion, piece.text_offset))
+            elif piece.text:
+                out.append(SpeechDelta(piece.text))
+        return out

@@ -11,6 +11,7 @@ from npc_runtime.actions import VERB_ARITY, VERBS, action_problem
 from npc_runtime.scene import EntityId, Scene
 
 ActionVerb = Literal["move", "grab", "give"]
+Emotion = Literal["neutral", "joy", "anger", "sadness", "fear", "surprise", "disgust"]
 ALL_VERBS: tuple[str, ...] = VERBS
 __all__ = ["ALL_VERBS", "VERB_ARITY", "ActionVerb", "Example", "LLMSettings", "Persona", "VoiceSettings", "example_problems"]
 
@@ -59,6 +60,8 @@ class Persona(_Strict):
     refusal: str = Field(default="I'd rather not talk about that.", max_length=300, description="What it says when asked about a forbidden topic.")
     actions: list[ActionVerb] = Field(default_factory=list, description="Verbs this character may use; empty = talks only.")
     scene: Scene | None = Field(default=None, description="A typical scene for this character (the shape a client declares); the ids in the examples' tags are checked against it.")
+    mood: Emotion = Field(default="neutral", description="Resting mood: the face's expression when no [emotion] tag says otherwise.")
+    emotions: bool = Field(default=True, description="Let replies change the face with [emotion <name>] tags.")
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
     knowledge: list[str] = Field(default_factory=list, description="Extra knowledge sources (paths), besides knowledge/<id>/ and knowledge/world/.")
     use_world_knowledge: bool = Field(default=True, description="Use the shared knowledge/world/ folder.")
