@@ -27,7 +27,7 @@ def _add_runtime_flags(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--model-path", type=Path, help="GGUF file for the embedded backend")
     g.add_argument("--vllm-url", help="vLLM server base URL, e.g. http://127.0.0.1:8000")
     g.add_argument("--vllm-model", help="model name served by vLLM")
-    g.add_argument("--tts", choices=["piper", "espeak", "none"], help="speech engine (default piper; none: text only)")
+    g.add_argument("--tts", choices=["auto", "piper", "espeak", "none"], help="speech engine (default auto: each persona's voice; none: text only)")
     g.add_argument("--tts-voice", help="Piper voice package or .onnx file, or espeak voice")
     g.add_argument("--log-format", choices=["console", "json"])
     g.add_argument("--log-level", choices=["debug", "info", "warning", "error"])

@@ -84,6 +84,8 @@ class Services:
     personas: PersonaSource
     dialogue: Dialogue
     tts: TTS | None = None
+    #: The voice of a persona (engine per persona voice settings); overrides ``tts`` when set.
+    voices: Callable[[Persona], TTS | None] | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     ready_timeout: float = 120.0
 
@@ -98,7 +100,7 @@ class Turn:
         self.text_parts: list[str] = []
         self.actions: list[ActionOut] = []
         self.status = "completed"
-        self.speaker = Speaker(session.services.tts) if session.audio_enabled and session.services.tts else None
+        self.speaker = Speaker(session.tts) if session.audio_enabled and session.tts is not None else None
         self.voice_failed = False
         self._interrupting = False
         self.task: asyncio.Task[None] = asyncio.create_task(self._run(), name=f"turn-{response_id}")
@@ -229,6 +231,7 @@ class Session:
         self.player = p.Player()
         self.options = p.SessionOptions()
         self.audio_enabled = False
+        self.tts: TTS | None = None
         self.history: list[HistoryEntry] = []
         self.turn: Turn | None = None
         self._turn_ids = itertools.count(1)
@@ -287,7 +290,8 @@ class Session:
         except TimeoutError:
             raise NpcError("the models are still loading; retry shortly", code="not_ready", retryable=True) from None
         self.persona, self.player, self.options = persona, msg.player, msg.options
-        tts = self.services.tts
+        voices = self.services.voices
+        tts = self.tts = voices(persona) if voices is not None else self.services.tts
         self.audio_enabled = tts is not None and not msg.options.text_only
         self.scene = msg.scene.without(persona.id)
         self.state = next_state(self.state, Trigger.START)

@@ -25,8 +25,8 @@ class Settings(BaseSettings):
     vllm_model: str = Field(default="smollm2-135m-instruct", description="Served model name on the vLLM server.")
     vllm_api_key: str | None = Field(default=None, description="Bearer token for the vLLM server, if it needs one.")
 
-    tts: Literal["piper", "espeak", "none"] = Field(default="piper", description="Speech engine (none: text only).")
-    tts_voice: str | None = Field(default=None, description="Piper voice package or .onnx path / espeak voice (default: en_US-joe-medium / en-us).")
+    tts: Literal["auto", "piper", "espeak", "none"] = Field(default="auto", description="Speech engine: auto = each persona's voice settings; piper/espeak force one; none = text only.")
+    tts_voice: str | None = Field(default=None, description="Force one voice: a Piper voice package or .onnx path, or an espeak voice.")
 
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

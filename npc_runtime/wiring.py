@@ -8,8 +8,10 @@ from dataclasses import dataclass
 import structlog
 
 from npc_runtime.dialogue.turn import Dialogue
+from npc_runtime.errors import NpcError
 from npc_runtime.llm.base import LLM
 from npc_runtime.persona.registry import PersonaRegistry
+from npc_runtime.persona.schema import Persona
 from npc_runtime.session import Services
 from npc_runtime.settings import Settings
 from npc_runtime.tts.base import TTS
@@ -30,16 +32,60 @@ def build_llm(settings: Settings) -> LLM:
     )
 
 
-def build_tts(settings: Settings) -> TTS | None:
-    if settings.tts == "none":
-        return None
-    if settings.tts == "espeak":
-        from npc_runtime.tts.espeak import EspeakTTS
+class VoiceBank:
+    """The speech engine of each persona's voice (engine, voice, speed), made on first use and
+    shared by every persona with the same voice. ``settings.tts`` = ``auto`` follows the persona,
+    ``piper``/``espeak`` force one engine for all, ``none`` turns audio off."""
 
-        return EspeakTTS(voice=settings.tts_voice or "en-us")
-    from npc_runtime.tts.piper import PiperTTS
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._engines: dict[tuple[str, str | None, float], TTS | None] = {}
 
-    return PiperTTS(voice=settings.tts_voice)
+    def __call__(self, persona: Persona) -> TTS | None:
+        mode = self.settings.tts
+        if mode == "none":
+            return None
+        engine = persona.voice.engine if mode == "auto" else mode
+        voice = self.settings.tts_voice or (persona.voice.voice if engine == persona.voice.engine else None)
+        key = (engine, voice, persona.voice.speed)
+        if key not in self._engines:
+            self._engines[key] = self._make(*key)
+        return self._engines[key]
+
+    @staticmethod
+    def _make(engine: str, voice: str | None, speed: float) -> TTS:
+        if engine == "espeak":
+            from npc_runtime.tts.espeak import EspeakTTS
+
+            return EspeakTTS(voice=voice or "en-us", speed=speed)
+        if engine == "coqui":
+            from npc_runtime.tts.coqui import CoquiTTS
+
+            return CoquiTTS(model_path=voice or "", speed=speed)
+        from npc_runtime.tts.piper import PiperTTS
+
+        return PiperTTS(voice=voice, speed=speed)
+
+    async def warm(self, personas: list[Persona]) -> None:
+        """Load every persona's voice. A voice that cannot load is logged and turned off (its
+        sessions are text only) rather than keeping the server down."""
+        for persona in personas:
+            tts = self(persona)
+            if tts is None:
+                continue
+            try:
+                await tts.warm()
+            except NpcError as exc:
+                log.error("voice unavailable; this character speaks text only", character=persona.id, code=exc.code, error=exc.message)
+                await tts.aclose()
+                for key, engine in self._engines.items():
+                    if engine is tts:
+                        self._engines[key] = None
+
+    async def aclose(self) -> None:
+        for tts in self._engines.values():
+            if tts is not None:
+                await tts.aclose()
 
 
 @dataclass(slots=True)
@@ -50,28 +96,28 @@ class Runtime:
     personas: PersonaRegistry
     llm: LLM
     services: Services
+    voices: VoiceBank
 
     async def warm(self) -> None:
         """Load and warm the models, then mark the runtime ready (``/healthz`` turns 200)."""
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         await self.llm.warm()
-        if self.services.tts is not None:
-            await self.services.tts.warm()
+        await self.voices.warm([self.personas.get(pid) for pid in self.personas.ids()])
         self.services.ready.set()
         log.info("models warm", llm=self.llm.name, seconds=round(loop.time() - t0, 2))
 
     async def aclose(self) -> None:
         await self.personas.aclose()
         await self.llm.aclose()
-        if self.services.tts is not None:
-            await self.services.tts.aclose()
+        await self.voices.aclose()
 
 
-async def build_runtime(settings: Settings, *, llm: LLM | None = None, tts: TTS | None = None) -> Runtime:
+async def build_runtime(settings: Settings, *, llm: LLM | None = None) -> Runtime:
     """Load personas (and start watching them) and build the engines; does not warm them."""
     personas = PersonaRegistry(settings.characters_dir, poll_interval=settings.persona_poll_s)
     await personas.start()
     engine = llm or build_llm(settings)
-    services = Services(personas=personas, dialogue=Dialogue(llm=engine), tts=tts if tts is not None else build_tts(settings))
-    return Runtime(settings=settings, personas=personas, llm=engine, services=services)
+    voices = VoiceBank(settings)
+    services = Services(personas=personas, dialogue=Dialogue(llm=engine), voices=voices)
+    return Runtime(settings=settings, personas=personas, llm=engine, services=services, voices=voices)

