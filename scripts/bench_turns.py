@@ -66,7 +66,13 @@ async def one_turn(client: NpcClient, text: str, lag: LagMeter) -> dict[str, flo
     total = (time.perf_counter() - t0) * 1000
     t = end.timings
     gen_s = max((t["end"] - t.get("first_token", t["end"])) / 1000, 1e-6)
-    return {"first_delta_ms": first or total, "total_ms": total, "chunks": t.get("chunks", 0), "tok_s": (t.get("chunks", 1) - 1) / gen_s}
+    row = {"first_delta_ms": first or total, "total_ms": total, "chunks": t.get("chunks", 0), "tok_s": (t.get("chunks", 1) - 1) / gen_s}
+    if "first_audio" in t and "first_token" in t:
+        row["token_to_audio_ms"] = t["first_audio"] - t["first_token"]
+        row["first_audio_ms"] = t["first_audio"]
+    if end.audio_ms:
+        row["audio_rtf"] = (t["end"] - t.get("first_token", 0)) / end.audio_ms
+    return row
 
 
 async def main() -> None:
@@ -75,10 +81,11 @@ async def main() -> None:
     ap.add_argument("--llm", choices=["embedded", "vllm"], default="embedded")
     ap.add_argument("--vllm-url")
     ap.add_argument("--vllm-model")
+    ap.add_argument("--tts", choices=["auto", "piper", "espeak", "none"], default="auto")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--prefill-wait", type=float, default=10.0, help="seconds between session start and the first line (default 10)")
     args = ap.parse_args()
-    settings = Settings(llm=args.llm, characters_dir=ROOT / "characters", log_level="warning",
+    settings = Settings(llm=args.llm, tts=args.tts, characters_dir=ROOT / "characters", log_level="warning",
                         **{k: v for k, v in (("vllm_url", args.vllm_url), ("vllm_model", args.vllm_model)) if v})
     from npc_runtime import log
     log.configure(level="warning")
@@ -124,6 +131,8 @@ async def main() -> None:
         "switch_first_delta_ms_median": med(switch, "first_delta_ms"),
         "turn_total_ms_median": med(warm, "total_ms"),
         "tokens_per_s_median": med(warm + switch, "tok_s"),
+        "first_token_to_first_audio_ms_median": med(warm, "token_to_audio_ms") if warm and "token_to_audio_ms" in warm[0] else None,
+        "first_audio_ms_warm_median": med(warm, "first_audio_ms") if warm and "first_audio_ms" in warm[0] else None,
         "loop_lag_ms_median": round(statistics.median(lags), 2) if lags else None,
         "loop_lag_ms_p99": round(lags[int(len(lags) * 0.99) - 1], 2) if lags else None,
         "loop_lag_ms_max": round(lags[-1], 2) if lags else None,
