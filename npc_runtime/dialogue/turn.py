@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from npc_runtime.dialogue.grammar import Action, build_action_grammar
+from npc_runtime.dialogue.grammar import build_action_grammar
 from npc_runtime.dialogue.prompt import HistoryEntry, build_messages, prefix_key
 from npc_runtime.dialogue.tags import ActionPiece, EmotionPiece, TagStreamParser, TextPiece
 from npc_runtime.llm.base import LLM, GenerationRequest
@@ -35,21 +35,10 @@ class TurnInput:
     seed: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class SpeechDelta:
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class ActionOut:
-    action: Action
-    text_offset: int
-
-
-@dataclass(frozen=True, slots=True)
-class EmotionOut:
-    emotion: str
-    text_offset: int
+#: What :meth:`Dialogue.respond` yields: the tag parser's pieces (speech text never empty).
+SpeechDelta = TextPiece
+ActionOut = ActionPiece
+EmotionOut = EmotionPiece
 
 
 @dataclass(slots=True)
@@ -118,22 +107,14 @@ class Dialogue:
                 stats.chunks += 1
                 if chunk.finish_reason:
                     stats.finish_reason = chunk.finish_reason
-                for out in self._convert(parser.feed(chunk.text)):
+                for out in _speakable(parser.feed(chunk.text)):
                     yield out
-            for out in self._convert(parser.close()):
+            for out in _speakable(parser.close()):
                 yield out
         finally:
             await stream.aclose()
             stats.dropped_tags = parser.dropped
 
-    @staticmethod
-    def _convert(pieces: Sequence[TextPiece | ActionPiece | EmotionPiece]) -> list[SpeechDelta | ActionOut | EmotionOut]:
-        out: list[SpeechDelta | ActionOut | EmotionOut] = []
-        for piece in pieces:
-            if isinstance(piece, ActionPiece):
-                out.append(ActionOut(piece.action, piece.text_offset))
-            elif isinstance(piece, EmotionPiece):
-                out.append(EmotionOut(piece.emotion, piece.text_offset))
-            elif piece.text:
-                out.append(SpeechDelta(piece.text))
-        return out
+
+def _speakable(pieces: Sequence[TextPiece | ActionPiece | EmotionPiece]) -> list[TextPiece | ActionPiece | EmotionPiece]:
+    return [piece for piece in pieces if not isinstance(piece, TextPiece) or piece.text]
