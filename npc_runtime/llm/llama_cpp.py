@@ -28,13 +28,13 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from npc_runtime.engine_thread import EngineThread, closing
 from npc_runtime.errors import GrammarError, LLMError, LLMRejected, LLMUnavailable
 from npc_runtime.llm.base import ChatMessage, GenerationRequest, LLMChunk
 
@@ -46,7 +46,6 @@ MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 _STOP_STRINGS = ("<|im_end|>", "<|im_start|>")
 _GRAMMAR_CACHE_SIZE = 64
-_DONE = object()
 
 
 def default_model_path() -> Path:
@@ -276,19 +275,12 @@ class _Worker:
         return self.prepare_prefix(request.cache_key, tokens[:n_prefix]) if n_prefix else "none"
 
     def generate(self, request: GenerationRequest, stop: threading.Event, emit: Callable[[object], None]) -> None:
-        """Run one request, emitting LLMChunks then _DONE (or an exception then _DONE)."""
+        """Run one request in the engine thread, emitting LLMChunks (errors raise: the
+        :class:`~npc_runtime.engine_thread.EngineThread` hands them to the awaiting coroutine)."""
         try:
-            if stop.is_set():
-                return
             self._generate(request, stop, emit)
-        except LLMError as exc:
-            emit(exc)
         except ValueError as exc:  # llama-cpp-python: prompt longer than the context
-            emit(LLMRejected(f"llama.cpp refused the request: {exc}"))
-        except Exception as exc:  # noqa: BLE001 - reported to the awaiting coroutine
-            emit(LLMError(f"llama.cpp generation failed: {type(exc).__name__}: {exc}"))
-        finally:
-            emit(_DONE)
+            raise LLMRejected(f"llama.cpp refused the request: {exc}") from exc
 
     def _generate(self, request: GenerationRequest, stop: threading.Event, emit: Callable[[object], None]) -> None:
         t0 = time.perf_counter()
@@ -338,11 +330,9 @@ class LlamaCppEngine:
         path = Path(model_path) if model_path is not None else default_model_path()
         config = dict(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads_batch, seed=seed)
         self._worker = _Worker(config, max_prefix_states)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm-llama")
+        self._thread = EngineThread("llm-llama", closed_error=LLMUnavailable, failure=LLMError)
         self._load_lock = asyncio.Lock()
         self._loaded = False
-        self._closed = False
-        self._stops: set[threading.Event] = set()
 
     @property
     def stats(self) -> LlamaStats:
@@ -350,9 +340,7 @@ class LlamaCppEngine:
         return self._worker.stats
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        if self._closed:
-            raise LLMUnavailable("the llama.cpp engine is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        return await self._thread.call(fn, *args)
 
     async def _ensure_loaded(self) -> None:
         async with self._load_lock:
@@ -400,47 +388,10 @@ class LlamaCppEngine:
         await self._ensure_loaded()
         if request.grammar is not None:
             await self.validate_grammar(request.grammar)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[object] = asyncio.Queue()
-        stop = threading.Event()
-
-        def emit(item: object) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        if self._closed:
-            raise LLMUnavailable("the llama.cpp engine is closed")
-        self._stops.add(stop)
-        job = self._executor.submit(self._worker.generate, request, stop, emit)
-        try:
-            while (item := await queue.get()) is not _DONE:
-                if isinstance(item, BaseException):
-                    raise item
-                assert isinstance(item, LLMChunk)
-                yield item
-        finally:
-            stop.set()
-            self._stops.discard(stop)
-            await _wait_stopped(job)
+        async with closing(self._thread.stream(lambda stop, emit: self._worker.generate(request, stop, emit))) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     async def aclose(self) -> None:
         """Stop any generation, free the model and the thread. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        for stop in list(self._stops):
-            stop.set()
-        job = self._executor.submit(self._worker.close)
-        self._executor.shutdown(wait=False)
-        await _wait_stopped(job)
-
-
-async def _wait_stopped(job: Future[Any]) -> None:
-    """Wait for an engine-thread job without being cut short by a cancellation (the job
-    stops within a token once its flag is set)."""
-    wrapped = asyncio.wrap_future(job)
-    try:
-        await asyncio.shield(wrapped)
-    except asyncio.CancelledError:
-        wrapped.add_done_callback(lambda f: f.cancelled() or f.exception())
-        raise
+        await self._thread.aclose(self._worker.close)

@@ -17,14 +17,13 @@ package, voice or model file) or ``tts_failed`` (synthesis broke); messages neve
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+from npc_runtime.engine_thread import EngineThread, closing
 from npc_runtime.errors import NpcError
 from npc_runtime.tts.text import clean_text, split_sentences
 
@@ -32,7 +31,9 @@ from npc_runtime.tts.text import clean_text, split_sentences
 #: IPA's group boundary, which the viseme mapper reads as ``sil``.
 PAUSE = "|"
 
-T = TypeVar("T")
+__all__ = ["PAUSE", "TTS", "EngineThread", "Phoneme", "SynthChunk", "SynthStats", "ThreadedTTS", "closing",
+           "fit_phonemes", "spread_phonemes", "stretch_phonemes", "tts_failed", "tts_thread", "tts_unavailable"]
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,11 @@ class TTS(Protocol):
 
 def tts_unavailable(message: str) -> NpcError:
     return NpcError(message, code="tts_unavailable")
+
+
+def tts_thread(name: str) -> EngineThread:
+    """The engine thread of a speech engine (its errors are ``tts_unavailable`` / ``tts_failed``)."""
+    return EngineThread(name, closed_error=tts_unavailable, failure=tts_failed)
 
 
 def tts_failed(message: str) -> NpcError:
@@ -153,107 +159,6 @@ def stretch_phonemes(phonemes: Iterable[Phoneme], total: int) -> tuple[Phoneme, 
         out.append(Phoneme(p.ipa, end - position))
         position = end
     return fit_phonemes(out, total)
-
-
-# -- the engine thread -----------------------------------------------------------------------
-
-_DONE = object()
-
-
-class EngineThread:
-    """One worker thread that owns an engine: every call into the engine runs here.
-
-    ``stream(work)`` runs ``work(stop, emit)`` in the thread; items passed to ``emit`` come out
-    of the async iterator as they are made, an exception emitted is raised there. Closing the
-    iterator sets ``stop`` and waits for ``work`` to return.
-    """
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-        self._stops: dict[threading.Event, object] = {}  # stop flag -> owner of the stream
-        self.closed = False
-
-    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        if self.closed:
-            raise tts_unavailable(f"the {self.name} engine is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    async def stream(self, work: Callable[[threading.Event, Callable[[object], None]], None], *,
-                     owner: object = None) -> AsyncIterator[Any]:
-        if self.closed:
-            raise tts_unavailable(f"the {self.name} engine is closed")
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[object] = asyncio.Queue()
-        stop = threading.Event()
-
-        def emit(item: object) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        def run() -> None:
-            try:
-                if not stop.is_set():
-                    work(stop, emit)
-            except NpcError as exc:
-                emit(exc)
-            except Exception as exc:  # noqa: BLE001 - reported to the awaiting coroutine
-                failure = tts_failed(f"{self.name} synthesis failed: {type(exc).__name__}")
-                failure.__cause__ = exc
-                emit(failure)
-            finally:
-                emit(_DONE)
-
-        self._stops[stop] = owner
-        job = self._executor.submit(run)
-        try:
-            while (item := await queue.get()) is not _DONE:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            self._stops.pop(stop, None)
-            await wait_stopped(job)
-
-    def stop_all(self, owner: object = None) -> None:
-        """Set the stop flag of every stream (of ``owner``'s only, when given)."""
-        for stop, stream_owner in list(self._stops.items()):
-            if owner is None or stream_owner is owner:
-                stop.set()
-
-    async def aclose(self, final: Callable[[], None] | None = None) -> None:
-        """Stop every stream, run ``final`` in the thread (to free the engine), end the thread."""
-        if self.closed:
-            return
-        self.closed = True
-        self.stop_all()
-        job = self._executor.submit(final or (lambda: None))
-        self._executor.shutdown(wait=False)
-        await wait_stopped(job)
-
-
-@contextlib.asynccontextmanager
-async def closing(stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
-    """``contextlib.aclosing`` for any async iterator: close it (if it can be) on the way out, so
-    that a consumer closed early closes the stream it was reading at once, not at garbage collection."""
-    try:
-        yield stream
-    finally:
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
-async def wait_stopped(job: Future[Any]) -> None:
-    """Wait for an engine-thread job without being cut short by a cancellation (the job stops
-    at its next check of the stop flag)."""
-    wrapped = asyncio.wrap_future(job)
-    try:
-        await asyncio.shield(wrapped)
-    except asyncio.CancelledError:
-        wrapped.add_done_callback(lambda f: f.cancelled() or f.exception())
-        raise
 
 
 class ThreadedTTS:

@@ -27,6 +27,7 @@ from typing import Any
 
 from npc_runtime.tts.text import is_latin_language
 from npc_runtime.tts.base import (
+    tts_thread,
     TTS,
     EngineThread,
     Phoneme,
@@ -65,7 +66,7 @@ class CoquiTTS(ThreadedTTS):
         self.speaker_wav = str(speaker_wav) if speaker_wav else None
         self.timing = timing
         self._model: Any = None  # TTS.api.TTS, owned by the engine thread
-        super().__init__(thread=EngineThread("tts-coqui"), owns_thread=True,
+        super().__init__(thread=tts_thread("tts-coqui"), owns_thread=True,
                          latin_only=is_latin_language(language or "en"))
 
     def check(self) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 
 from npc_runtime.tts.text import is_latin_language
 from npc_runtime.tts.base import (
+    tts_thread,
     PAUSE,
     EngineThread,
     Phoneme,
@@ -111,7 +112,7 @@ class _Library:
     """The process's one libespeak-ng: loaded once, used from its own thread under a lock."""
 
     def __init__(self) -> None:
-        self.thread = EngineThread("tts-espeak")
+        self.thread = tts_thread("tts-espeak")
         self.lock = threading.Lock()
         self.lib: Any = None
         self.sample_rate = 0

@@ -31,6 +31,7 @@ from typing import Any
 from npc_runtime.errors import NpcError
 from npc_runtime.tts.text import is_latin_language
 from npc_runtime.tts.base import (
+    tts_thread,
     EngineThread,
     Phoneme,
     SynthChunk,
@@ -92,7 +93,7 @@ class PiperTTS(ThreadedTTS):
         self._piper: Any = None  # piper.PiperVoice, owned by the engine thread
         self._syn_config: Any = None
         self.model_path: Path | None = None
-        super().__init__(thread=EngineThread("tts-piper"), owns_thread=True, latin_only=is_latin_language(self._language()))
+        super().__init__(thread=tts_thread("tts-piper"), owns_thread=True, latin_only=is_latin_language(self._language()))
 
     def _voice_config(self) -> dict[str, Any]:
         if self._config is None:
