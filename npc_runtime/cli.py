@@ -141,7 +141,7 @@ def _print_human(event: Any) -> None:
         print(event.text, end="", flush=True)
     elif isinstance(event, p.ActionEvent):
         args = " ".join(a for a in (event.object, event.target) if a)
-        print(f" [{event.verb} {args}]", end="", flush=True)
+        print(f"[{event.verb} {args}] ", end="", flush=True)
     elif isinstance(event, p.ResponseEnd):
         t = event.timings
         print(f"\n  ({event.status}; first text {t.get('first_text', float('nan')):.0f} ms, end {t.get('end', 0):.0f} ms)")
