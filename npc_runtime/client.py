@@ -60,10 +60,10 @@ class NpcClient:
         if isinstance(message, dict):
             await self.ws.send(json.dumps(message))
             return message.get("id")
-        if getattr(message, "id", "x") is None:
+        if message.id is None:  # every client message has an optional id: number ours
             message = message.model_copy(update={"id": self._next_id()})
         await self.ws.send(message.model_dump_json(exclude_none=True))
-        return getattr(message, "id", None)
+        return message.id
 
     async def send_raw(self, frame: str | bytes) -> None:
         await self.ws.send(frame)

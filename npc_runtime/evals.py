@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from npc_runtime.dialogue.grammar import Action, validate_action
+from npc_runtime.dialogue.grammar import validate_action
 from npc_runtime.dialogue.turn import ActionOut, Dialogue, SpeechDelta, TurnInput, TurnStats, allowed_verbs
 from npc_runtime.persona.schema import Persona
 from npc_runtime.scene import Scene
@@ -58,7 +58,7 @@ async def run_case(dialogue: Dialogue, persona: Persona, scene: Scene, case: dic
     timeline.mark("end")
     verbs = allowed_verbs(persona)
     as_lists = [a.as_list() for a in actions]
-    invalid = [a.as_list() for a in actions if not _valid(a, scene, verbs, persona.id)]
+    invalid = [a.as_list() for a in actions if not validate_action(a, scene, verbs, persona.id)]
     marks = timeline.as_ms()
     return CaseResult(
         case_id=case["id"], say=case["say"], text="".join(text), actions=as_lists, invalid=invalid,
@@ -66,6 +66,3 @@ async def run_case(dialogue: Dialogue, persona: Persona, scene: Scene, case: dic
         must=case["must"],
     )
 
-
-def _valid(action: Action, scene: Scene, verbs: Sequence[str], self_id: str) -> bool:
-    return validate_action(action, scene, verbs, self_id=self_id)

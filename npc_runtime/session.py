@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import itertools
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -127,6 +128,7 @@ class Turn:
         except NpcError as exc:
             error, self.status = exc, "failed"
         self.timeline.mark("end")
+        log.info("turn ended", status=self.status, chunks=self.stats.chunks, dropped_tags=self.stats.dropped_tags)
         if error is not None:
             log.warning("turn failed", code=error.code)
             await emit(p.ErrorEvent(response_id=self.id, code=error.code, message=error.message, retryable=error.retryable))
@@ -219,8 +221,6 @@ class Session:
     """One WebSocket conversation with one character."""
 
     def __init__(self, services: Services, *, clock: Callable[[], float] | None = None, outbox_size: int = 4096) -> None:
-        import time
-
         self.services = services
         self.clock = clock or time.monotonic
         self.id = uuid.uuid4().hex[:12]

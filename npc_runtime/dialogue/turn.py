@@ -9,7 +9,7 @@ generator early (interruption) stops the LLM at its next token.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import structlog
 
@@ -48,7 +48,6 @@ class TurnStats:
     chunks: int = 0
     finish_reason: str | None = None
     dropped_tags: int = 0
-    grammar: str | None = field(default=None, repr=False)
 
 
 def allowed_verbs(persona: Persona) -> list[str]:
@@ -97,7 +96,6 @@ class Dialogue:
         request = self._request(turn, verbs)
         if request.grammar is not None:
             await self.llm.validate_grammar(request.grammar)
-        stats.grammar = request.grammar
         parser = TagStreamParser(turn.scene, verbs, self_id=turn.persona.id, emotions=turn.persona.emotions)
         timeline.mark("prompt_ready")
         stream = self.llm.stream(request)
