@@ -29,6 +29,7 @@ def _add_runtime_flags(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--vllm-model", help="model name served by vLLM")
     g.add_argument("--tts", choices=["auto", "piper", "espeak", "none"], help="speech engine (default auto: each persona's voice; none: text only)")
     g.add_argument("--tts-voice", help="Piper voice package or .onnx file, or espeak voice")
+    g.add_argument("--asr", help="speech recognition: tiny.en (default), base, a CTranslate2 Whisper folder, or none")
     g.add_argument("--log-format", choices=["console", "json"])
     g.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
@@ -37,6 +38,7 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     flags = {
         "characters_dir": args.characters, "llm": args.llm, "model_path": args.model_path,
         "vllm_url": args.vllm_url, "vllm_model": args.vllm_model, "tts": args.tts, "tts_voice": args.tts_voice,
+        "asr": args.asr,
         "log_format": args.log_format, "log_level": args.log_level,
         "host": getattr(args, "host", None), "port": getattr(args, "port", None),
     }
@@ -57,7 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=text)
         c.add_argument("character")
         if name == "say":
-            c.add_argument("text")
+            c.add_argument("text", nargs="?", help="what to say (or --audio-in)")
+            c.add_argument("--audio-in", type=Path, metavar="FILE", help="say it with a recording instead (WAV; FLAC/MP3/... via PyAV), streamed like a microphone")
+            c.add_argument("--fast", action="store_true", help="with --audio-in: send the recording as fast as possible, not in real time")
+            c.add_argument("--end-silence-ms", type=int, help="with --audio-in: silence that ends the turn (default: the persona's)")
             c.add_argument("--json", action="store_true", help="print every server event as one JSON object per line")
             c.add_argument("--audio", type=Path, metavar="OUT.wav", help="write the reply's audio to a WAV file")
         c.add_argument("--text-only", action="store_true", help="ask for text and actions only (no audio)")
@@ -137,7 +142,17 @@ def _scene(path: Path | None) -> dict[str, Any] | None:
 
 
 def _print_human(event: Any) -> None:
-    if isinstance(event, p.TextDelta):
+    if isinstance(event, p.TranscriptPartial):
+        if sys.stderr.isatty():  # a live line, rewritten as the guess improves
+            print(f"\r\033[K  (hearing) {event.text}", end="", file=sys.stderr, flush=True)
+    elif isinstance(event, p.TranscriptFinal):
+        if sys.stderr.isatty():
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+        note = " (backchannel)" if event.backchannel else ""
+        print(f"you> {event.text or '(nothing intelligible)'}{note}  [{event.timings.get('final_ms', 0):.0f} ms after you stopped]", flush=True)
+    elif isinstance(event, p.ResponseStart) and event.trigger == "voice":
+        print("npc> ", end="", flush=True)
+    elif isinstance(event, p.TextDelta):
         print(event.text, end="", flush=True)
     elif isinstance(event, p.ActionEvent):
         args = " ".join(a for a in (event.object, event.target) if a)
@@ -164,10 +179,76 @@ def _write_wav(path: Path, pcm: bytes, sample_rate: int) -> None:
         out.writeframes(pcm)
 
 
+def _read_audio(path: Path) -> tuple[bytes, int]:
+    """PCM16 mono bytes and their rate: a PCM16 WAV as it is (stereo mixed down), anything else
+    decoded by PyAV to 16 kHz."""
+    import numpy as np
+
+    try:
+        with wave.open(str(path), "rb") as wav:
+            if wav.getsampwidth() == 2:
+                data = wav.readframes(wav.getnframes())
+                if wav.getnchannels() > 1:
+                    samples = np.frombuffer(data, dtype="<i2").reshape(-1, wav.getnchannels()).mean(axis=1)
+                    data = samples.astype("<i2").tobytes()
+                return data, wav.getframerate()
+    except (wave.Error, EOFError):
+        pass
+    except OSError as exc:
+        raise SystemExit(f"npc: cannot read {path}: {exc}") from None
+    from npc_runtime.asr.resample import decode_file
+
+    try:
+        audio = decode_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - PyAV raises many kinds
+        raise SystemExit(f"npc: cannot decode {path}: {type(exc).__name__}: {exc}") from None
+    return (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes(), 16000
+
+
+async def _say_audio(args: argparse.Namespace, client: Any, pcm: bytes, rate: int) -> AsyncIterator[Any]:
+    """Stream the recording (then silence, as a live microphone would) and yield the events up to
+    the end of the response it starts."""
+    from npc_runtime.client import AudioFrame
+
+    async def send() -> None:
+        await client.stream_audio(pcm, sample_rate=rate, realtime=not args.fast)
+        while True:  # a microphone keeps sending: silence until the reply is over
+            await client.stream_audio(bytes(rate // 5 * 2), sample_rate=rate, realtime=True)
+
+    sender = asyncio.create_task(send(), name="mic")
+    utterances: set[str] = set()
+    try:
+        async for event in client.events():
+            yield event
+            if isinstance(event, AudioFrame):
+                continue
+            if isinstance(event, p.TranscriptFinal):
+                if event.text.strip() and not event.backchannel:
+                    utterances.add(event.utterance_id)
+                elif not utterances:
+                    return
+            if isinstance(event, p.ResponseEnd) and utterances:
+                return
+            if isinstance(event, p.ErrorEvent) and event.response_id is None and not utterances:
+                return
+    finally:
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+
+
 async def _say(args: argparse.Namespace) -> int:
     from npc_runtime.client import AudioFrame, ServerError
 
+    if (args.text is None) == (args.audio_in is None):
+        print("npc say: give TEXT or --audio-in FILE (one of them)", file=sys.stderr)
+        return 2
     options = _options(args)
+    pcm, rate = b"", 16000
+    if args.audio_in is not None:
+        pcm, rate = _read_audio(args.audio_in)
+        options["audio_in"] = {"sample_rate": rate}
+        if args.end_silence_ms is not None:
+            options["listen"] = {"end_silence_ms": args.end_silence_ms}
     async with _connection(args) as client:
         try:
             ready = await client.start_session(args.character, scene=_scene(args.scene), player_name=args.player_name, options=options)
@@ -176,8 +257,12 @@ async def _say(args: argparse.Namespace) -> int:
             return 1
         if args.json:
             print(ready.model_dump_json(), flush=True)
+        if args.audio_in is not None and ready.audio_in is None:
+            print("npc: the server runs no speech recognition (started with --asr none?)", file=sys.stderr)
+            return 1
         status, audio = 1, bytearray()
-        async for event in client.say(args.text):
+        events = client.say(args.text) if args.audio_in is None else _say_audio(args, client, pcm, rate)
+        async for event in events:
             if isinstance(event, AudioFrame):
                 audio += event.pcm
                 continue

@@ -5,6 +5,10 @@
         ready = await client.start_session("jin", scene=scene, player_name="Kai")
         async for event in client.say("Could you hand me the chopsticks?"):
             print(event.type)          # response.start, response.text.delta…, response.end
+
+Voice in: :meth:`NpcClient.send_audio` sends microphone PCM16 (one binary frame);
+:meth:`NpcClient.stream_audio` paces a recording like a microphone would;
+:meth:`NpcClient.playback_mark` tells the server how much of a response the player has heard.
 """
 
 from __future__ import annotations
@@ -109,6 +113,41 @@ class NpcClient:
         await self.send(p.TextInput(text=text))
         async for event in self._until_end():
             yield event
+
+    async def send_audio(self, pcm: bytes) -> None:
+        """Send microphone audio: PCM16 mono little-endian at the rate declared in session.start."""
+        await self.ws.send(pcm)
+
+    async def stream_audio(self, pcm: bytes, *, sample_rate: int, frame_ms: int = 20, realtime: bool = True,
+                           trailing_silence_ms: int = 0) -> None:
+        """Send a recording in ``frame_ms`` frames, paced at real time (like a microphone) unless
+        ``realtime`` is false, then ``trailing_silence_ms`` of silence (the end of turn needs it)."""
+        step = max(2, sample_rate * frame_ms // 1000 * 2)
+        silence = bytes(step)
+        frames = [pcm[i:i + step] for i in range(0, len(pcm), step)]
+        frames += [silence] * (trailing_silence_ms // frame_ms)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for i, frame in enumerate(frames):
+            if len(frame) % 2:
+                frame = frame[:-1]
+            if frame:
+                await self.ws.send(frame)
+            if realtime:
+                delay = start + (i + 1) * frame_ms / 1000.0 - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            else:
+                await asyncio.sleep(0)
+
+    async def commit_audio(self) -> str | None:
+        """End the player's turn now (push-to-talk released) instead of waiting for the silence."""
+        return await self.send(p.AudioCommit())
+
+    async def playback_mark(self, response_id: str, played_ms: float) -> None:
+        """Report how much of a response's audio the player has heard (send a few times a second while
+        playing, and once when playback stops)."""
+        await self.send(p.PlaybackMark(response_id=response_id, played_ms=round(played_ms, 1)))
 
     async def game_event(self, description: str, *, react: bool = False) -> str | None:
         return await self.send(p.GameEvent(description=description, react=react))

@@ -6,7 +6,9 @@ Every error carries a stable ``code`` (sent on the wire in ``error`` events) and
     NpcError
     ├── ProtocolError          bad input on the wire (the connection stays up)
     │     codes: bad_json, unknown_type, invalid_message, message_too_large,
-    │            text_too_large, no_session, session_exists, binary_not_supported
+    │            text_too_large, no_session, session_exists, audio_in_unavailable
+    │     └── AudioError   (npc_runtime.asr) bad_audio, audio_frame_too_large, audio_overflow
+    ├── asr_unavailable / asr_failed   speech recognition could not load / failed (NpcError codes)
     ├── SceneError             invalid_scene: duplicate or malformed ids, too many entities
     ├── PersonaError           unknown_character, persona_invalid
     │     └── PersonaFileError  one YAML file that does not load (file, line, field)

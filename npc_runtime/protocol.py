@@ -1,8 +1,10 @@
 """Protocol v1: every message on the wire, as pydantic models. Sans-I/O.
 
 Client → server messages and server → client events are JSON objects in text frames,
-discriminated by ``type``. Binary frames carry PCM audio (announced by the JSON event just
-before them; not used by protocol v1 text sessions). Every server event carries
+discriminated by ``type``. Binary frames carry PCM16 audio: from the server, the reply's speech
+(each frame announced by the ``response.audio`` event just before it); from the client, the
+player's microphone (mono PCM16 at the rate declared in ``session.start``; no announcement).
+Every server event carries
 ``response_id``: the id of the response (turn) it belongs to, or ``null`` for session-level
 events, so a client can drop stale events after an interruption.
 
@@ -26,6 +28,8 @@ from npc_runtime.scene import EntityId, Scene
 MAX_MESSAGE_BYTES = 64 * 1024
 #: Longest player utterance / game event description (characters): ``text_too_large``.
 MAX_TEXT_CHARS = 2000
+#: Largest binary (microphone audio) frame from a client: ``audio_frame_too_large``.
+MAX_AUDIO_FRAME_BYTES = 64 * 1024
 
 
 class _Msg(BaseModel):
@@ -40,10 +44,24 @@ class Player(_Msg):
     name: str | None = Field(default=None, max_length=80, description="How the character should call the player.")
 
 
+class AudioInFormat(_Msg):
+    encoding: Literal["pcm_s16le"] = "pcm_s16le"
+    sample_rate: int = Field(default=16000, ge=8000, le=48000, description="Samples per second of the microphone audio the client sends (resampled to 16 kHz by the server).")
+    channels: Literal[1] = 1
+
+
+class ListenOptions(_Msg):
+    end_silence_ms: int | None = Field(default=None, ge=150, le=5000, description="Silence that ends the player's turn; default: the persona's.")
+    barge_in_ms: int | None = Field(default=None, ge=0, le=5000, description="Speech over the character shorter than this is a backchannel ('uh-huh') and does not interrupt; default: the persona's.")
+    partials: bool = Field(default=True, description="Send transcript.partial events while the player speaks.")
+
+
 class SessionOptions(_Msg):
     text_only: bool = Field(default=False, description="Text and actions only: no audio, no visemes (also the case when the server runs no TTS).")
     max_tokens: int | None = Field(default=None, ge=8, le=1024, description="Cap on reply length (tokens); default: the persona's.")
     seed: int | None = Field(default=None, description="Sampling seed, for repeatable replies.")
+    audio_in: AudioInFormat = Field(default_factory=AudioInFormat, description="Format of the microphone audio in the client's binary frames.")
+    listen: ListenOptions = Field(default_factory=ListenOptions, description="End of turn and barge-in tuning for voice input.")
 
 
 class SessionStart(_Msg):
@@ -80,16 +98,34 @@ class ResponseCancel(_Msg):
     response_id: str | None = Field(default=None, description="The response to cancel; default: the current one.")
 
 
+class AudioCommit(_Msg):
+    type: Literal["input.audio.commit"] = "input.audio.commit"
+    id: str | None = Field(default=None, max_length=64)
+
+
+class AudioClear(_Msg):
+    type: Literal["input.audio.clear"] = "input.audio.clear"
+    id: str | None = Field(default=None, max_length=64)
+
+
+class PlaybackMark(_Msg):
+    type: Literal["playback.mark"] = "playback.mark"
+    id: str | None = Field(default=None, max_length=64)
+    response_id: str = Field(description="The response whose audio is playing.")
+    played_ms: float = Field(ge=0, description="How much of that response's audio the player has heard, in ms of its audio timeline.")
+
+
 class Ping(_Msg):
     type: Literal["ping"] = "ping"
     id: str | None = Field(default=None, max_length=64)
 
 
 ClientMessage = Annotated[
-    Union[SessionStart, TextInput, SceneUpdate, GameEvent, ResponseCancel, Ping],
+    Union[SessionStart, TextInput, SceneUpdate, GameEvent, ResponseCancel, AudioCommit, AudioClear, PlaybackMark, Ping],
     Field(discriminator="type"),
 ]
-CLIENT_TYPES = ("session.start", "input.text", "scene.update", "game.event", "response.cancel", "ping")
+CLIENT_TYPES = ("session.start", "input.text", "scene.update", "game.event", "response.cancel",
+                "input.audio.commit", "input.audio.clear", "playback.mark", "ping")
 
 # --------------------------------------------------------------------------- server → client
 
@@ -109,6 +145,12 @@ class AudioFormat(_Msg):
     channels: Literal[1] = 1
 
 
+class ListenSettings(_Msg):
+    end_silence_ms: int
+    barge_in_ms: int
+    partials: bool
+
+
 class SessionReady(_Event):
     type: Literal["session.ready"] = "session.ready"
     session_id: str
@@ -116,6 +158,8 @@ class SessionReady(_Event):
     character: CharacterInfo
     actions: list[str] = Field(description="Verbs this character may use in this session.")
     audio: AudioFormat | None = Field(default=None, description="Reply audio format; null in text-only sessions.")
+    audio_in: AudioInFormat | None = Field(default=None, description="Microphone format the server expects in binary frames; null when it runs no speech recognition.")
+    listen: ListenSettings | None = Field(default=None, description="The end-of-turn and barge-in settings in force; null without speech recognition.")
     mood: str = Field(default="neutral", description="The character's resting mood (its face when no response.emotion says otherwise).")
 
 
@@ -135,8 +179,8 @@ class EventAccepted(_Event):
 class ResponseStart(_Event):
     type: Literal["response.start"] = "response.start"
     response_id: str
-    trigger: Literal["text", "game_event"]
-    ref: str | None = Field(default=None, description="The id of the client message that started it.")
+    trigger: Literal["text", "voice", "game_event"]
+    ref: str | None = Field(default=None, description="The id of the client message that started it; for voice, the utterance id.")
 
 
 class TextDelta(_Event):
@@ -197,6 +241,47 @@ class ResponseEnd(_Event):
     truncated: bool = Field(default=False, description="The reply hit the length cap.")
     audio_ms: float | None = Field(default=None, description="Length of the audio sent for this response; null without audio.")
     error: str | None = Field(default=None, description="Error code when status is failed.")
+    heard_ms: float | None = Field(default=None, description="How much of the audio the player heard (the last playback.mark, or the barge-in point); null when unknown.")
+    heard_text: str | None = Field(default=None, description="What the character is remembered to have said: the heard part of an interrupted response; null when all of text.")
+
+
+class SpeechStarted(_Event):
+    type: Literal["speech.started"] = "speech.started"
+    utterance_id: str
+    at_ms: float = Field(description="Where the voice starts, in ms of the microphone audio received in this session.")
+
+
+class SpeechStopped(_Event):
+    type: Literal["speech.stopped"] = "speech.stopped"
+    utterance_id: str
+    at_ms: float = Field(description="Where the end of turn was decided (voice end plus the end-of-turn silence), microphone ms.")
+    duration_ms: float
+    discarded: bool = Field(default=False, description="Too short to be speech (a click, a cough): no transcript follows.")
+
+
+class TranscriptPartial(_Event):
+    type: Literal["transcript.partial"] = "transcript.partial"
+    utterance_id: str
+    text: str = Field(description="The best guess so far of the whole utterance.")
+    stable: str = Field(description="The start of text that will not change in later partials.")
+
+
+class TranscriptFinal(_Event):
+    type: Literal["transcript.final"] = "transcript.final"
+    utterance_id: str
+    text: str = Field(description="What the player said. Empty: nothing intelligible, no response follows.")
+    backchannel: bool = Field(default=False, description="A short sound over the character's speech ('uh-huh'): it neither interrupted nor starts a response.")
+    timings: dict[str, float] = Field(default_factory=dict, description="duration_ms (speech), decode_ms, final_ms (from the end of the voice to this event).")
+
+
+class ResponseInterrupted(_Event):
+    """Barge-in: the player talked over this response. Stop playing its audio now (skip its actions and
+    emotions not yet reached) and send a last playback.mark. Comes whether or not the response is still
+    being generated (if it is, its response.end follows with status interrupted)."""
+
+    type: Literal["response.interrupted"] = "response.interrupted"
+    response_id: str
+    reason: Literal["barge_in"] = "barge_in"
 
 
 class ErrorEvent(_Event):
@@ -214,7 +299,8 @@ class Pong(_Event):
 
 
 ServerEvent = Annotated[
-    Union[SessionReady, SceneUpdated, EventAccepted, ResponseStart, TextDelta, AudioChunkEvent, ActionEvent, EmotionEvent, ResponseEnd, ErrorEvent, Pong],
+    Union[SessionReady, SceneUpdated, EventAccepted, ResponseStart, TextDelta, AudioChunkEvent, ActionEvent, EmotionEvent, ResponseEnd,
+          SpeechStarted, SpeechStopped, TranscriptPartial, TranscriptFinal, ResponseInterrupted, ErrorEvent, Pong],
     Field(discriminator="type"),
 ]
 

@@ -102,7 +102,7 @@ class NpcServer:
     @staticmethod
     async def _on_frame(frame: str | bytes, session: Session) -> None:
         if isinstance(frame, bytes):
-            await session.send_error(ProtocolError("binary frames from the client (audio in) are not supported yet", code="binary_not_supported"))
+            await session.feed_audio(frame)
             return
         try:
             msg = p.parse_client_message(frame)

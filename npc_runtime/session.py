@@ -6,6 +6,14 @@ by the session; a new utterance, a reacting game event or ``response.cancel`` in
 the dialogue generator is closed (the LLM stops at its next token), ``response.end`` reports
 ``interrupted`` with the text that was sent, and only that text enters the history.
 
+Voice in: binary frames go to a per-session :class:`~npc_runtime.asr.listener.Listener` (VAD, end
+of turn, streaming ASR); its events become ``speech.*`` and ``transcript.*`` events, and a final
+transcript starts a response like ``input.text``. Speech that starts while the character speaks
+(its response is running, or its audio is still playing on the client) and lasts ``barge_in_ms``
+is a barge-in: ``response.interrupted`` (the client stops playback), the response stops, and the history keeps only what the
+player heard, from the client's ``playback.mark`` events (falling back to everything sent).
+Shorter speech over the character is a backchannel and changes nothing.
+
 States and transitions are a pure table (:data:`TRANSITIONS`); :meth:`Session.aclose` cancels
 and awaits every task the session owns.
 """
@@ -13,6 +21,7 @@ and awaits every task the session owns.
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 import itertools
 import time
@@ -24,6 +33,18 @@ from typing import Any, Protocol
 import structlog
 
 from npc_runtime import protocol as p
+from npc_runtime.asr.base import ASR
+from npc_runtime.asr.endpoint import EndpointConfig
+from npc_runtime.asr.listener import (
+    AudioError,
+    ListenConfig,
+    Listener,
+    SpeechStarted,
+    SpeechStopped,
+    TranscriptFinal,
+    TranscriptPartial,
+)
+from npc_runtime.asr.vad import SileroVAD
 from npc_runtime.dialogue.prompt import HistoryEntry
 from npc_runtime.dialogue.turn import ActionOut, Dialogue, EmotionOut, SpeechDelta, TurnInput, TurnStats, allowed_verbs
 from npc_runtime.errors import NpcError, PersonaError, ProtocolError
@@ -37,6 +58,8 @@ log = structlog.get_logger(__name__)
 
 #: How many history entries go into the prompt (older ones are dropped until memory lands).
 HISTORY_WINDOW = 16
+#: Finished responses kept so that late ``playback.mark`` events still find theirs.
+RECENT_TURNS = 4
 
 
 class State(enum.Enum):
@@ -89,14 +112,21 @@ class Services:
     voices: Callable[[Persona], TTS | None] | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     ready_timeout: float = 120.0
+    #: Speech recognition and voice activity detection; voice input is off without both.
+    asr: ASR | None = None
+    vad: SileroVAD | None = None
 
 
 class Turn:
     """One response. Owns its task; :meth:`interrupt` stops it and waits until it has ended."""
 
-    def __init__(self, session: "Session", response_id: str, turn_input: TurnInput, trigger: str, ref: str | None) -> None:
+    def __init__(self, session: "Session", response_id: str, turn_input: TurnInput, trigger: str, ref: str | None,
+                 *, started_at: float | None = None) -> None:
         self.session, self.id, self.input, self.trigger, self.ref = session, response_id, turn_input, trigger, ref
-        self.timeline = Timeline(session.clock)
+        #: A voice turn's timeline starts where the player's voice ended (ASR time included).
+        self.timeline = Timeline(session.clock, start=started_at)
+        if started_at is not None:
+            self.timeline.mark("transcript_final")
         self.stats = TurnStats()
         self.text_parts: list[str] = []
         self.actions: list[ActionOut] = []
@@ -104,6 +134,15 @@ class Turn:
         self.speaker = Speaker(session.tts) if session.audio_enabled and session.tts is not None else None
         self.voice_failed = False
         self._interrupting = False
+        #: Audio sent, with the text of each chunk (to know what a player heard).
+        self.spoken: list[SpokenChunk] = []
+        self.action_at: list[float | None] = []
+        #: Playback was stopped before the end (interrupted, or barge-in while its audio played).
+        self.cut = False
+        #: The last playback mark: (played_ms, clock time it arrived).
+        self.mark: tuple[float, float] | None = None
+        self.first_audio_at: float | None = None
+        self.ended = False
         self.task: asyncio.Task[None] = asyncio.create_task(self._run(), name=f"turn-{response_id}")
 
     async def interrupt(self) -> None:
@@ -125,6 +164,7 @@ class Turn:
                 raise
             asyncio.current_task().uncancel()  # type: ignore[union-attr]
             self.status = "interrupted"
+            self.cut = True
         except NpcError as exc:
             error, self.status = exc, "failed"
         self.timeline.mark("end")
@@ -132,6 +172,7 @@ class Turn:
         if error is not None:
             log.warning("turn failed", code=error.code)
             await emit(p.ErrorEvent(response_id=self.id, code=error.code, message=error.message, retryable=error.retryable))
+        self.ended = True
         await emit(self._end_event(error))
         self.session.finish_turn(self)
 
@@ -156,6 +197,7 @@ class Turn:
                         await self._voice(self.speaker.flush())  # type: ignore[union-attr]
                     self.timeline.mark("first_action")
                     self.actions.append(out)
+                    self.action_at.append(self._at_ms())
                     a = out.action
                     await self.session.emit(p.ActionEvent(
                         response_id=self.id, index=len(self.actions) - 1, verb=a.verb,
@@ -177,6 +219,9 @@ class Turn:
         try:
             async for chunk in chunks:
                 self.timeline.mark("first_audio")
+                if self.first_audio_at is None:
+                    self.first_audio_at = self.session.clock()
+                self.spoken.append(chunk)
                 await self.session.emit(p.AudioChunkEvent(
                     response_id=self.id, seq=chunk.seq, start_ms=round(chunk.start_ms, 3), samples=chunk.samples,
                     visemes=[p.VisemeCueMsg(viseme=c.viseme, start_ms=round(c.start_ms, 3), end_ms=round(c.end_ms, 3)) for c in chunk.cues],
@@ -209,12 +254,50 @@ class Turn:
             truncated=self.stats.finish_reason == "length",
             audio_ms=round(self.speaker.position_ms, 1) if self.speaker is not None else None,
             error=error.code if error else None,
+            heard_ms=self.heard_ms,
+            heard_text=self.heard_text(),
         )
 
+    # -- what the player heard
+
+    @property
+    def audio_ms(self) -> float:
+        return self.speaker.position_ms if self.speaker is not None else 0.0
+
+    @property
+    def heard_ms(self) -> float | None:
+        """For a cut response with playback marks: how much the player heard; else None (all of it)."""
+        if not self.cut or self.mark is None or self.speaker is None:
+            return None
+        return round(min(self.mark[0], self.audio_ms), 1)
+
+    def heard_text(self) -> str | None:
+        """The words the player heard, when that is less than all of :attr:`text`; else None."""
+        heard = self.heard_ms
+        if heard is None:
+            return None
+        return " ".join(t for t in (c.heard_text(heard) for c in self.spoken) if t)
+
+    def playing_until(self) -> float:
+        """Estimated clock time at which the client's playback of this response ends."""
+        if self.first_audio_at is None:
+            return 0.0
+        if self.mark is not None:
+            played, at = self.mark
+            return at + max(self.audio_ms - played, 0.0) / 1000.0
+        return self.first_audio_at + self.audio_ms / 1000.0
+
     def history_text(self) -> str:
-        """What the character said and did, as it goes back into the prompt."""
-        tags = " ".join(a.action.as_tag() for a in self.actions)
-        return " ".join(part for part in (self.text.strip(), tags) if part)
+        """What the character said and did, as it goes back into the prompt: for a response cut
+        short, only the heard words and the actions reached."""
+        heard = self.heard_ms
+        if heard is None:
+            text, actions = self.text.strip(), self.actions
+        else:
+            text = self.heard_text() or ""
+            actions = [a for a, at in zip(self.actions, self.action_at) if at is None or at <= heard]
+        tags = " ".join(a.action.as_tag() for a in actions)
+        return " ".join(part for part in (text, tags) if part)
 
 
 class Session:
@@ -236,6 +319,15 @@ class Session:
         self.turn: Turn | None = None
         self._turn_ids = itertools.count(1)
         self._prepare_task: asyncio.Task[None] | None = None
+        self._recent: collections.deque[Turn] = collections.deque(maxlen=RECENT_TURNS)
+        self._said: tuple[Turn, HistoryEntry] | None = None  # the last character history entry, while marks may cut it
+        # voice in
+        self.listener: Listener | None = None
+        self.listen_settings: p.ListenSettings | None = None
+        self._listen_task: asyncio.Task[None] | None = None
+        self._barge_task: asyncio.Task[None] | None = None
+        self._barge_target: Turn | None = None
+        self._backchannels: set[str] = set()
 
     # -- output
 
@@ -280,6 +372,12 @@ class Session:
             await self.emit(p.SceneUpdated(objects=len(s.objects), locations=len(s.locations), characters=len(s.characters)))
         elif isinstance(msg, p.ResponseCancel):
             await self._cancel(msg)
+        elif isinstance(msg, p.PlaybackMark):
+            self._on_mark(msg)
+        elif isinstance(msg, p.AudioCommit):
+            self._require_listener().commit()
+        elif isinstance(msg, p.AudioClear):
+            self._require_listener().clear()
 
     async def _start(self, msg: p.SessionStart) -> None:
         if self.state is not State.AWAITING_START:
@@ -298,10 +396,13 @@ class Session:
         structlog.contextvars.bind_contextvars(session_id=self.id, character=persona.id)
         log.info("session started", objects=len(self.scene.objects))
         self._prepare()
+        self._start_listening(persona, msg.options)
         await self.emit(p.SessionReady(
             session_id=self.id, character=p.CharacterInfo(id=persona.id, name=persona.name),
             actions=allowed_verbs(persona),
             audio=p.AudioFormat(sample_rate=tts.sample_rate) if self.audio_enabled and tts is not None else None,
+            audio_in=msg.options.audio_in if self.listener is not None else None,
+            listen=self.listen_settings,
             mood=persona.mood,
         ))
 
@@ -331,7 +432,7 @@ class Session:
         if self.turn is not None:
             await self.turn.interrupt()
 
-    async def _respond(self, *, player_text: str | None, trigger: str, ref: str | None) -> None:
+    async def _respond(self, *, player_text: str | None, trigger: str, ref: str | None, started_at: float | None = None) -> None:
         self.state = next_state(self.state, Trigger.RESPOND)
         persona = self._current_persona()
         prior = self.history[:-1] if player_text is not None else self.history
@@ -340,7 +441,7 @@ class Session:
             player_text=player_text, player_name=self.player.name,
             max_tokens=self.options.max_tokens, seed=self.options.seed,
         )
-        self.turn = Turn(self, f"r{next(self._turn_ids)}-{self.id[:6]}", turn_input, trigger, ref)
+        self.turn = Turn(self, f"r{next(self._turn_ids)}-{self.id[:6]}", turn_input, trigger, ref, started_at=started_at)
 
     async def _cancel(self, msg: p.ResponseCancel) -> None:
         turn = self.turn
@@ -350,13 +451,164 @@ class Session:
 
     def finish_turn(self, turn: Turn) -> None:
         """Called by a turn as it ends: record what was said and heard, go idle."""
+        self._recent.append(turn)
         said = turn.history_text()
         if said:
-            self.history.append(HistoryEntry("character", said))
+            entry = HistoryEntry("character", said)
+            self.history.append(entry)
+            self._said = (turn, entry)
+        else:
+            self._said = None
         if self.turn is turn:
             self.turn = None
             if self.state is State.RESPONDING:
                 self.state = next_state(self.state, Trigger.DONE)
+
+    # -- what the player heard
+
+    def _find_turn(self, response_id: str) -> Turn | None:
+        if self.turn is not None and self.turn.id == response_id:
+            return self.turn
+        return next((t for t in reversed(self._recent) if t.id == response_id), None)
+
+    def _on_mark(self, msg: p.PlaybackMark) -> None:
+        turn = self._find_turn(msg.response_id)
+        if turn is None:
+            log.debug("playback mark for an unknown or old response", ref_response=msg.response_id)
+            return
+        turn.mark = (msg.played_ms, self.clock())
+        if turn.cut:
+            self._update_said(turn)
+
+    def _update_said(self, turn: Turn) -> None:
+        """Rewrite the history entry of a finished response that was cut short: only what was heard."""
+        if self._said is None or self._said[0] is not turn:
+            return
+        old = self._said[1]
+        index = next((i for i in range(len(self.history) - 1, -1, -1) if self.history[i] is old), None)
+        if index is None:
+            return
+        said = turn.history_text()
+        if said:
+            entry = HistoryEntry("character", said)
+            self.history[index] = entry
+            self._said = (turn, entry)
+        else:
+            del self.history[index]
+            self._said = None
+
+    # -- voice in
+
+    def _start_listening(self, persona: Persona, options: p.SessionOptions) -> None:
+        asr, vad = self.services.asr, self.services.vad
+        if asr is None or vad is None:
+            return
+        listen = options.listen
+        settings = p.ListenSettings(
+            end_silence_ms=listen.end_silence_ms if listen.end_silence_ms is not None else persona.listen.end_silence_ms,
+            barge_in_ms=listen.barge_in_ms if listen.barge_in_ms is not None else persona.listen.barge_in_ms,
+            partials=listen.partials,
+        )
+        config = ListenConfig(
+            endpoint=EndpointConfig(end_silence_ms=settings.end_silence_ms),
+            partials=settings.partials, max_frame_bytes=p.MAX_AUDIO_FRAME_BYTES,
+        )
+        self.listen_settings = settings
+        self.listener = Listener(asr=asr, vad=vad, input_rate=options.audio_in.sample_rate, config=config, clock=self.clock)
+        self._listen_task = asyncio.create_task(self._listen(self.listener), name=f"listen-{self.id}")
+
+    def _require_listener(self) -> Listener:
+        if self.listener is None:
+            raise ProtocolError("this server runs no speech recognition: send input.text", code="audio_in_unavailable")
+        return self.listener
+
+    async def feed_audio(self, pcm: bytes) -> None:
+        """A binary frame from the client: microphone audio."""
+        try:
+            if self.state is State.AWAITING_START:
+                raise ProtocolError("send session.start before audio", code="no_session")
+            self._require_listener().feed(pcm)
+        except AudioError as exc:
+            await self.send_error(exc)
+        except NpcError as exc:
+            await self.send_error(exc)
+
+    async def _listen(self, listener: Listener) -> None:
+        async for ev in listener.events():
+            if isinstance(ev, SpeechStarted):
+                await self.emit(p.SpeechStarted(utterance_id=ev.utterance_id, at_ms=round(ev.at_ms, 1)))
+                target = self._speaking_turn()
+                if target is not None:
+                    self._watch_barge_in(ev.utterance_id, target)
+            elif isinstance(ev, SpeechStopped):
+                self._stop_barge_watch(ev.utterance_id)
+                await self.emit(p.SpeechStopped(
+                    utterance_id=ev.utterance_id, at_ms=round(ev.at_ms, 1), duration_ms=round(ev.duration_ms, 1),
+                    discarded=ev.discarded,
+                ))
+            elif isinstance(ev, TranscriptPartial):
+                if self.listen_settings is not None and self.listen_settings.partials:
+                    await self.emit(p.TranscriptPartial(utterance_id=ev.utterance_id, text=ev.text, stable=ev.stable))
+            elif isinstance(ev, TranscriptFinal):
+                await self._on_final(ev)
+
+    async def _on_final(self, ev: TranscriptFinal) -> None:
+        backchannel = ev.utterance_id in self._backchannels
+        self._backchannels.discard(ev.utterance_id)
+        now = self.clock()
+        await self.emit(p.TranscriptFinal(
+            utterance_id=ev.utterance_id, text=ev.text, backchannel=backchannel,
+            timings={"duration_ms": round(ev.duration_ms, 1), "decode_ms": round(ev.decode_ms, 1),
+                     "final_ms": round((now - ev.speech_end_wall) * 1000.0, 1),
+                     "speculative_hit": float(ev.speculative_hit)},
+        ))
+        log.info("transcript", chars=len(ev.text), backchannel=backchannel, decode_ms=round(ev.decode_ms, 1))
+        if backchannel or not ev.text.strip() or self.state is State.CLOSED:
+            return
+        text = ev.text.strip()[: p.MAX_TEXT_CHARS]
+        await self._interrupt()
+        self.history.append(HistoryEntry("player", text))
+        await self._respond(player_text=text, trigger="voice", ref=ev.utterance_id, started_at=ev.speech_end_wall)
+
+    def _speaking_turn(self) -> Turn | None:
+        """The response the character is speaking now: the running one, or the last one whose audio
+        is still playing on the client."""
+        if self.turn is not None:
+            return self.turn
+        last = self._recent[-1] if self._recent else None
+        if last is not None and not last.cut and last.playing_until() > self.clock():
+            return last
+        return None
+
+    def _watch_barge_in(self, utterance_id: str, target: Turn) -> None:
+        self._stop_barge_watch(None)
+        self._barge_target = target
+        self._backchannels.add(utterance_id)  # until the speech lasts barge_in_ms
+        self._barge_task = asyncio.create_task(self._barge_in_after(utterance_id, target), name=f"barge-{self.id}")
+
+    def _stop_barge_watch(self, utterance_id: str | None) -> None:
+        if self._barge_task is not None and not self._barge_task.done():
+            self._barge_task.cancel()
+        self._barge_task = None
+
+    async def _barge_in_after(self, utterance_id: str, target: Turn) -> None:
+        assert self.listener is not None and self.listen_settings is not None
+        while self.listener.speech_ms() < self.listen_settings.barge_in_ms:
+            await asyncio.sleep(0.01)
+        self._backchannels.discard(utterance_id)
+        await self._barge_in(target)
+
+    async def _barge_in(self, target: Turn) -> None:
+        """Stop the character: its audio on the client, and its response if still running."""
+        log.info("barge-in", response=target.id, running=not target.ended)
+        target.cut = True
+        if target.ended:
+            target.status = "interrupted"
+        await self.emit(p.ResponseInterrupted(response_id=target.id))
+        if not target.ended:
+            await target.interrupt()
+        else:
+            self._update_said(target)
 
     async def aclose(self) -> None:
         """Cancel and await everything the session owns. Idempotent."""
@@ -364,6 +616,9 @@ class Session:
         self.state = next_state(self.state, Trigger.CLOSE)
         if turn is not None:
             await turn.interrupt()
-        if self._prepare_task is not None:
-            self._prepare_task.cancel()
-            await asyncio.gather(self._prepare_task, return_exceptions=True)
+        tasks = [t for t in (self._prepare_task, self._barge_task, self._listen_task) if t is not None]
+        for task in tasks:
+            task.cancel()
+        if self.listener is not None:
+            await self.listener.aclose()
+        await asyncio.gather(*tasks, return_exceptions=True)

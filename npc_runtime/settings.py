@@ -28,5 +28,8 @@ class Settings(BaseSettings):
     tts: Literal["auto", "piper", "espeak", "none"] = Field(default="auto", description="Speech engine: auto = each persona's voice settings; piper/espeak force one; none = text only.")
     tts_voice: str | None = Field(default=None, description="Force one voice: a Piper voice package or .onnx path, or an espeak voice.")
 
+    asr: str = Field(default="tiny.en", description="Speech recognition: tiny.en (default), base, a path to a CTranslate2 Whisper folder, or none (no voice input).")
+    asr_language: str = Field(default="en", description="Language spoken by players (tiny.en is English only).")
+
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

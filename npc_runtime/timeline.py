@@ -14,13 +14,14 @@ class Timeline:
 
     __slots__ = ("_clock", "_start", "_marks")
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, *, start: float | None = None) -> None:
         self._clock = clock
-        self._start = clock()
+        self._start = clock() if start is None else start
         self._marks: dict[str, float] = {}
 
-    def mark(self, name: str) -> None:
-        self._marks.setdefault(name, self._clock())
+    def mark(self, name: str, at: float | None = None) -> None:
+        """Mark ``name`` now (or at clock time ``at``, for a moment measured elsewhere)."""
+        self._marks.setdefault(name, self._clock() if at is None else at)
 
     def has(self, name: str) -> bool:
         return name in self._marks

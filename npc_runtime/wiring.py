@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import structlog
 
+from npc_runtime.asr.base import ASR
+from npc_runtime.asr.vad import SileroVAD
 from npc_runtime.dialogue.turn import Dialogue
 from npc_runtime.errors import NpcError
 from npc_runtime.llm.base import LLM
@@ -17,6 +19,15 @@ from npc_runtime.settings import Settings
 from npc_runtime.tts.base import TTS
 
 log = structlog.get_logger(__name__)
+
+
+def build_asr(settings: Settings) -> tuple[ASR | None, SileroVAD | None]:
+    """Speech recognition and voice activity detection (both, or neither when ``asr`` is none)."""
+    if settings.asr == "none":
+        return None, None
+    from npc_runtime.asr.whisper import WhisperASR
+
+    return WhisperASR(settings.asr, language=settings.asr_language), SileroVAD()
 
 
 def build_llm(settings: Settings) -> LLM:
@@ -104,6 +115,9 @@ class Runtime:
         t0 = loop.time()
         await self.llm.warm()
         await self.voices.warm([self.personas.get(pid) for pid in self.personas.ids()])
+        if self.services.asr is not None and self.services.vad is not None:
+            await self.services.vad.warm()
+            await self.services.asr.warm()
         self.services.ready.set()
         log.info("models warm", llm=self.llm.name, seconds=round(loop.time() - t0, 2))
 
@@ -111,6 +125,10 @@ class Runtime:
         await self.personas.aclose()
         await self.llm.aclose()
         await self.voices.aclose()
+        if self.services.asr is not None:
+            await self.services.asr.aclose()
+        if self.services.vad is not None:
+            await self.services.vad.aclose()
 
 
 async def build_runtime(settings: Settings, *, llm: LLM | None = None) -> Runtime:
@@ -119,5 +137,6 @@ async def build_runtime(settings: Settings, *, llm: LLM | None = None) -> Runtim
     await personas.start()
     engine = llm or build_llm(settings)
     voices = VoiceBank(settings)
-    services = Services(personas=personas, dialogue=Dialogue(llm=engine), voices=voices)
+    asr, vad = build_asr(settings)
+    services = Services(personas=personas, dialogue=Dialogue(llm=engine), voices=voices, asr=asr, vad=vad)
     return Runtime(settings=settings, personas=personas, llm=engine, services=services, voices=voices)

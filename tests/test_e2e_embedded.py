@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -10,7 +11,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+import wave
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -125,7 +128,21 @@ def _wait_healthy(port: int, proc: subprocess.Popen[str], timeout: float = 120) 
     raise AssertionError("server never became healthy")
 
 
-def test_cli_say_against_npc_serve() -> None:
+async def _espeak_wav(path: Path, text: str) -> None:
+    """A spoken request (espeak-ng, 22,050 Hz WAV: the server resamples it)."""
+    from npc_runtime.tts.espeak import EspeakTTS
+
+    tts = EspeakTTS(voice="en-us")
+    pcm = b"".join([c.pcm async for c in tts.synthesize(text)])
+    await tts.aclose()
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(tts.sample_rate)
+        out.writeframes(pcm)
+
+
+def test_cli_say_against_npc_serve(tmp_path: Path) -> None:
     env = {**os.environ, "NPC_LOG_FORMAT": "json"}
     proc = subprocess.Popen([*NPC, "serve", "--port", "0"], cwd=ROOT, stderr=subprocess.PIPE, text=True, env=env)
     try:
@@ -143,6 +160,14 @@ def test_cli_say_against_npc_serve() -> None:
         result = _run_cli("say", "jin", "Could you hand me the chopsticks?", "--scene", RAMEN, "--json", "--server", f"ws://127.0.0.1:{port}")
         assert result.returncode == 0, result.stderr[-2000:]
         _check_json_lines(result.stdout)
+        wav = tmp_path / "request.wav"
+        asyncio.run(_espeak_wav(wav, "Could you hand me the chopsticks?"))
+        spoken = _run_cli("say", "jin", "--audio-in", str(wav), "--scene", RAMEN, "--json", "--server", f"ws://127.0.0.1:{port}")
+        assert spoken.returncode == 0, spoken.stderr[-2000:]
+        events = [json.loads(line) for line in spoken.stdout.splitlines() if line.strip()]
+        kinds = [e["type"] for e in events]
+        assert kinds.index("speech.started") < kinds.index("transcript.final") < kinds.index("response.start") and kinds[-1] == "response.end"
+        assert "chopsticks" in next(e for e in events if e["type"] == "transcript.final")["text"].lower()
         bad = _run_cli("say", "ghost", "hello", "--json", "--server", f"ws://127.0.0.1:{port}")
         assert bad.returncode == 1 and json.loads(bad.stdout.splitlines()[0])["code"] == "unknown_character"
         for example in sorted((ROOT / "examples").glob("0*.py")):

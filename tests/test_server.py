@@ -72,7 +72,7 @@ BAD_FRAMES: list[tuple[Any, str]] = [
     ('{"type": "input.text", "text": 5}', "invalid_message"),
     (json.dumps({"type": "input.text", "text": "x" * 3000}), "text_too_large"),
     (json.dumps({"type": "input.text", "text": "x" * 100_000}), "message_too_large"),
-    (b"\x00\x01binary", "binary_not_supported"),
+    (b"\x00\x01binary", "audio_in_unavailable"),
     (json.dumps({"type": "scene.update", "scene": {"objects": [{"id": "a"}, {"id": "a"}]}}), "invalid_scene"),
 ]
 

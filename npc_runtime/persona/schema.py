@@ -38,6 +38,11 @@ class VoiceSettings(_Strict):
     speed: float = Field(default=1.0, gt=0.25, le=4.0, description="Speaking rate multiplier.")
 
 
+class ListenSettings(_Strict):
+    end_silence_ms: int = Field(default=500, ge=150, le=5000, description="Silence after the player's voice that ends their turn (ms). Lower answers sooner; too low cuts people off mid-thought.")
+    barge_in_ms: int = Field(default=500, ge=0, le=5000, description="Speech over the character shorter than this (ms) is a backchannel ('uh-huh', 'mm') and does not interrupt it; 0 interrupts at once.")
+
+
 class LLMSettings(_Strict):
     temperature: float = Field(default=0.6, ge=0.0, le=2.0)
     top_p: float = Field(default=0.9, gt=0.0, le=1.0)
@@ -66,6 +71,7 @@ class Persona(_Strict):
     knowledge: list[str] = Field(default_factory=list, description="Extra knowledge sources (paths), besides knowledge/<id>/ and knowledge/world/.")
     use_world_knowledge: bool = Field(default=True, description="Use the shared knowledge/world/ folder.")
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    listen: ListenSettings = Field(default_factory=ListenSettings, description="Voice input: end of turn and barge-in.")
     examples: list[Example] = Field(default_factory=list, max_length=12, description="Few-shot exchanges, part of the cached prompt prefix.")
 
     @field_validator("actions")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from npc_runtime.tts.base import TTS
 from npc_runtime.tts.clauses import ClauseSplitter
-from npc_runtime.tts.visemes import VisemeCue, phonemes_to_cues
+from npc_runtime.tts.visemes import VisemeCue, phonemes_to_cues, word_end_samples
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,28 @@ class SpokenChunk:
     pcm: bytes
     cues: tuple[VisemeCue, ...]
     text: str
+    #: Where each spoken word of ``text`` ends (absolute ms; the engine's words, see word_end_samples).
+    word_ends_ms: tuple[float, ...] = ()
+    sample_rate: int = 0
+
+    @property
+    def end_ms(self) -> float:
+        return self.start_ms + self.samples * 1000.0 / self.sample_rate if self.sample_rate else self.start_ms
+
+    def heard_text(self, played_ms: float) -> str:
+        """The words of this chunk heard by ``played_ms`` (whole words; by word timings, else pro rata)."""
+        if played_ms >= self.end_ms:
+            return self.text
+        if played_ms <= self.start_ms:
+            return ""
+        words = self.text.split()
+        ends = self.word_ends_ms
+        if ends:
+            done = sum(1 for end in ends if end <= played_ms)
+            count = done if len(ends) == len(words) else round(len(words) * done / len(ends))
+        else:
+            count = int(len(words) * (played_ms - self.start_ms) / max(self.end_ms - self.start_ms, 1e-9))
+        return " ".join(words[:count])
 
 
 class Speaker:
@@ -64,9 +86,11 @@ class Speaker:
                 if synth.samples == 0:
                     continue
                 cues = phonemes_to_cues(synth.phonemes, synth.sample_rate, offset_samples=self.position_samples)
+                ends = word_end_samples(synth.phonemes, offset_samples=self.position_samples)
                 chunk = SpokenChunk(
                     seq=self._seq, start_ms=self.position_ms, samples=synth.samples, pcm=synth.pcm,
                     cues=tuple(cues), text=synth.text,
+                    word_ends_ms=tuple(e * 1000.0 / synth.sample_rate for e in ends), sample_rate=synth.sample_rate,
                 )
                 self._seq += 1
                 self.position_samples += synth.samples
