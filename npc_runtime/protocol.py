@@ -254,7 +254,7 @@ class SpeechStarted(_Event):
 class SpeechStopped(_Event):
     type: Literal["speech.stopped"] = "speech.stopped"
     utterance_id: str
-    at_ms: float = Field(description="Where the end of turn was decided (voice end plus the end-of-turn silence), microphone ms.")
+    at_ms: float = Field(description="Where the voice stopped, microphone ms (the end of turn was decided end_silence_ms later).")
     duration_ms: float
     discarded: bool = Field(default=False, description="Too short to be speech (a click, a cough): no transcript follows.")
 

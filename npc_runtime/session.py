@@ -115,6 +115,8 @@ class Services:
     #: Speech recognition and voice activity detection; voice input is off without both.
     asr: ASR | None = None
     vad: SileroVAD | None = None
+    #: A second recogniser for partial transcripts (default: ``asr``), so finals never wait behind them.
+    asr_partial: ASR | None = None
 
 
 class Turn:
@@ -514,8 +516,13 @@ class Session:
             partials=settings.partials, max_frame_bytes=p.MAX_AUDIO_FRAME_BYTES,
         )
         self.listen_settings = settings
-        self.listener = Listener(asr=asr, vad=vad, input_rate=options.audio_in.sample_rate, config=config, clock=self.clock)
-        self._listen_task = asyncio.create_task(self._listen(self.listener), name=f"listen-{self.id}")
+        self.listener = self._new_listener(options.audio_in.sample_rate, config)
+        self._listen_task = asyncio.create_task(self._listen(options.audio_in.sample_rate, config), name=f"listen-{self.id}")
+
+    def _new_listener(self, input_rate: int, config: ListenConfig) -> Listener:
+        assert self.services.asr is not None and self.services.vad is not None
+        return Listener(asr=self.services.asr, vad=self.services.vad, input_rate=input_rate, config=config, clock=self.clock,
+                        partial_asr=self.services.asr_partial)
 
     def _require_listener(self) -> Listener:
         if self.listener is None:
@@ -533,7 +540,21 @@ class Session:
         except NpcError as exc:
             await self.send_error(exc)
 
-    async def _listen(self, listener: Listener) -> None:
+    async def _listen(self, input_rate: int, config: ListenConfig) -> None:
+        """Run the session's listener; if speech recognition fails, report it and start a fresh one
+        (the utterance is lost, the session goes on)."""
+        while self.state is not State.CLOSED and self.listener is not None:
+            listener = self.listener
+            try:
+                await self._consume(listener)
+                return
+            except NpcError as exc:
+                log.warning("speech recognition failed; listening again", code=exc.code)
+                await self.send_error(exc)
+            self.listener = self._new_listener(input_rate, config)  # before closing the old one: audio keeps flowing
+            await listener.aclose()
+
+    async def _consume(self, listener: Listener) -> None:
         async for ev in listener.events():
             if isinstance(ev, SpeechStarted):
                 await self.emit(p.SpeechStarted(utterance_id=ev.utterance_id, at_ms=round(ev.at_ms, 1)))

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
 
     asr: str = Field(default="tiny.en", description="Speech recognition: tiny.en (default), base, a path to a CTranslate2 Whisper folder, or none (no voice input).")
     asr_language: str = Field(default="en", description="Language spoken by players (tiny.en is English only).")
+    asr_partials_engine: bool = Field(default=True, description="Decode partial transcripts on a second recogniser (its own thread), so the final never waits behind a partial.")
 
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

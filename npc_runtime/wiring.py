@@ -21,13 +21,16 @@ from npc_runtime.tts.base import TTS
 log = structlog.get_logger(__name__)
 
 
-def build_asr(settings: Settings) -> tuple[ASR | None, SileroVAD | None]:
-    """Speech recognition and voice activity detection (both, or neither when ``asr`` is none)."""
+def build_asr(settings: Settings) -> tuple[ASR | None, ASR | None, SileroVAD | None]:
+    """Speech recognition for finals and for partials (two engines, one thread each: a final never
+    waits behind a partial decode) and voice activity detection; all None when ``asr`` is none."""
     if settings.asr == "none":
-        return None, None
+        return None, None, None
     from npc_runtime.asr.whisper import WhisperASR
 
-    return WhisperASR(settings.asr, language=settings.asr_language), SileroVAD()
+    final = WhisperASR(settings.asr, language=settings.asr_language)
+    partial = WhisperASR(settings.asr, language=settings.asr_language, thread_name="whisper-partial") if settings.asr_partials_engine else None
+    return final, partial, SileroVAD()
 
 
 def build_llm(settings: Settings) -> LLM:
@@ -118,6 +121,8 @@ class Runtime:
         if self.services.asr is not None and self.services.vad is not None:
             await self.services.vad.warm()
             await self.services.asr.warm()
+            if self.services.asr_partial is not None:
+                await self.services.asr_partial.warm()
         self.services.ready.set()
         log.info("models warm", llm=self.llm.name, seconds=round(loop.time() - t0, 2))
 
@@ -125,8 +130,9 @@ class Runtime:
         await self.personas.aclose()
         await self.llm.aclose()
         await self.voices.aclose()
-        if self.services.asr is not None:
-            await self.services.asr.aclose()
+        for asr in (self.services.asr, self.services.asr_partial):
+            if asr is not None:
+                await asr.aclose()
         if self.services.vad is not None:
             await self.services.vad.aclose()
 
@@ -137,6 +143,6 @@ async def build_runtime(settings: Settings, *, llm: LLM | None = None) -> Runtim
     await personas.start()
     engine = llm or build_llm(settings)
     voices = VoiceBank(settings)
-    asr, vad = build_asr(settings)
-    services = Services(personas=personas, dialogue=Dialogue(llm=engine), voices=voices, asr=asr, vad=vad)
+    asr, asr_partial, vad = build_asr(settings)
+    services = Services(personas=personas, dialogue=Dialogue(llm=engine), voices=voices, asr=asr, vad=vad, asr_partial=asr_partial)
     return Runtime(settings=settings, personas=personas, llm=engine, services=services, voices=voices)

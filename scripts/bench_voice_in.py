@@ -29,7 +29,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from npc_runtime import protocol as p  # noqa: E402
+from npc_runtime.asr.wer import wer  # noqa: E402
 from npc_runtime.client import AudioFrame, NpcClient  # noqa: E402
+
+JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country"
+
+
+def _reference(name: str) -> str:
+    return JFK if name.startswith("jfk") else name.split(": ", 1)[1]
 
 LINES = [
     "Could you hand me the chopsticks?",
@@ -150,12 +157,16 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         for _ in range(args.rounds):
             for mode in results:
                 for (name, pcm, rate), end in zip(utterances, ends):
+                    # JFK pauses ~1.1 s mid-sentence: it needs a longer end-of-turn silence to stay one turn.
+                    silence = max(args.end_silence_ms, 1400) if name.startswith("jfk") else args.end_silence_ms
                     async with NpcClient.connect(url) as client:
                         await client.start_session("jin", scene=SCENE, options={
                             "seed": 1, "audio_in": {"sample_rate": rate},
-                            "listen": {"partials": mode == "partials on", "end_silence_ms": args.end_silence_ms}})
+                            "listen": {"partials": mode == "partials on", "end_silence_ms": silence}})
                         r = await _one(client, pcm, rate, end)
-                    r["utterance"], r["mode"] = name, mode
+                    r["utterance"], r["mode"], r["end_silence_ms"] = name, mode, silence
+                    r["final_after_silence_ms"] = r["final_ms"] - silence
+                    r["wer"] = round(wer(_reference(name), r.get("text", "")), 3)
                     results[mode].append(r)
                     print(f"  {mode:12s} {name[:44]:44s} final {r['final_ms']:6.0f} ms  first audio "
                           f"{r['first_audio_ms']:6.0f} ms  heard {r.get('text', '')!r}", file=sys.stderr, flush=True)
@@ -165,6 +176,8 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         summary[mode] = {
             "n": len(rows), "end_silence_ms": args.end_silence_ms,
             "final_ms_median": round(med("final_ms"), 1),
+            "final_after_silence_ms_median": round(med("final_after_silence_ms"), 1),
+            "wer_pooled": round(statistics.fmean([r["wer"] for r in rows]), 3),
             "first_audio_ms_median": round(med("first_audio_ms"), 1),
             "server_final_ms_median": round(med("server_final_ms"), 1),
             "speculative_hits": sum(1 for r in rows if r.get("speculative_hit")),
@@ -183,10 +196,11 @@ def main() -> int:
     args = ap.parse_args()
     report = asyncio.run(_run(args))
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"\n{'mode':14s} {'n':>3s} {'end→final p50':>14s} {'end→1st audio p50':>18s} {'spec. hits':>10s}")
+    print(f"\n{'mode':14s} {'n':>3s} {'end→final p50':>14s} {'  − silence':>12s} {'end→1st audio p50':>18s} {'spec. hits':>10s} {'WER':>6s}")
     for mode, s in report["summary"].items():
-        print(f"{mode:14s} {s['n']:3d} {s['final_ms_median']:12.0f} ms {s['first_audio_ms_median']:16.0f} ms {s['speculative_hits']:10d}")
-    print(f"(end-of-turn silence {args.end_silence_ms} ms is part of both; wrote {args.out})")
+        print(f"{mode:14s} {s['n']:3d} {s['final_ms_median']:12.0f} ms {s['final_after_silence_ms_median']:9.0f} ms "
+              f"{s['first_audio_ms_median']:16.0f} ms {s['speculative_hits']:10d} {s['wer_pooled']:6.1%}")
+    print(f"(the end-of-turn silence, {args.end_silence_ms} ms — 1400 ms for jfk — is part of the times; wrote {args.out})")
     return 0
 
 

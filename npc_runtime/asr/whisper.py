@@ -109,13 +109,14 @@ class WhisperASR:
 
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, model: str = "tiny.en", *, language: str = "en", beam_size: int = 1, cpu_threads: int = 1) -> None:
+    def __init__(self, model: str = "tiny.en", *, language: str = "en", beam_size: int = 1, cpu_threads: int = 1,
+                 thread_name: str = "whisper") -> None:
         self.model = model
         self.name = f"whisper-{model}" if model in ("tiny.en", "base") else "whisper"
         self.language = language
         self.beam_size = beam_size
         self.cpu_threads = cpu_threads
-        self._thread = asr_thread("whisper")
+        self._thread = asr_thread(thread_name)
         self._load_lock = asyncio.Lock()
         self._model: Any = None
         self._closed = False
