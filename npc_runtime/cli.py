@@ -30,6 +30,15 @@ def _add_runtime_flags(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--tts", choices=["auto", "piper", "espeak", "none"], help="speech engine (default auto: each persona's voice; none: text only)")
     g.add_argument("--tts-voice", help="Piper voice package or .onnx file, or espeak voice")
     g.add_argument("--asr", help="speech recognition: tiny.en (default), base, a CTranslate2 Whisper folder, or none")
+    _add_store_flags(g)
+    g.add_argument("--no-rag", action="store_true", help="do not retrieve knowledge passages")
+    g.add_argument("--no-memory", action="store_true", help="do not remember conversations")
+
+
+def _add_store_flags(g: Any) -> None:
+    g.add_argument("--knowledge", type=Path, metavar="DIR", help="knowledge folder: DIR/<character>/, DIR/world/ (default: knowledge)")
+    g.add_argument("--data-dir", type=Path, metavar="DIR", help="where the knowledge store and memory live (default: .npc-data)")
+    g.add_argument("--chroma-url", metavar="URL", help="a Chroma server (chroma run) instead of the local store")
     g.add_argument("--log-format", choices=["console", "json"])
     g.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
@@ -38,7 +47,8 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     flags = {
         "characters_dir": args.characters, "llm": args.llm, "model_path": args.model_path,
         "vllm_url": args.vllm_url, "vllm_model": args.vllm_model, "tts": args.tts, "tts_voice": args.tts_voice,
-        "asr": args.asr,
+        "asr": args.asr, "knowledge_dir": args.knowledge, "data_dir": args.data_dir, "chroma_url": args.chroma_url,
+        "rag": False if getattr(args, "no_rag", False) else None, "memory": False if getattr(args, "no_memory", False) else None,
         "log_format": args.log_format, "log_level": args.log_level,
         "host": getattr(args, "host", None), "port": getattr(args, "port", None),
     }
@@ -69,8 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--scene", type=Path, help="scene JSON file (objects, locations, characters)")
         c.add_argument("--server", help="ws://HOST:PORT of a running server (default: run the runtime in-process)")
         c.add_argument("--player-name", help="what the character calls you")
+        c.add_argument("--player-id", help="who you are, for the character's memory (default: player)")
         c.add_argument("--seed", type=int, help="sampling seed")
         _add_runtime_flags(c)
+
+    ing = sub.add_parser("ingest", help="(re)build the knowledge store from the knowledge folder (incremental)")
+    ing.add_argument("--character", help="only this character's knowledge (and the shared world/)")
+    ing.add_argument("--characters", type=Path, help="folder of persona YAML files (default: characters)")
+    _add_store_flags(ing)
+
+    mem = sub.add_parser("memory", help="show or forget what characters remember of a player")
+    mem.add_argument("action", choices=["show", "forget"])
+    mem.add_argument("player", help="player id (or a character id, for what another character heard)")
+    mem.add_argument("character", nargs="?", help="only with this character")
+    mem.add_argument("--data-dir", type=Path, metavar="DIR", help="where the memory lives (default: .npc-data)")
+    mem.add_argument("--all", action="store_true", help="show: every entry, also those folded into the summary")
 
     k = sub.add_parser("check", help="validate persona files")
     k.add_argument("dir", nargs="?", type=Path, default=Path("characters"))
@@ -251,7 +274,8 @@ async def _say(args: argparse.Namespace) -> int:
             options["listen"] = {"end_silence_ms": args.end_silence_ms}
     async with _connection(args) as client:
         try:
-            ready = await client.start_session(args.character, scene=_scene(args.scene), player_name=args.player_name, options=options)
+            ready = await client.start_session(args.character, scene=_scene(args.scene), player_name=args.player_name,
+                                               player_id=args.player_id or "player", options=options)
         except ServerError as exc:
             print(exc.event.model_dump_json() if args.json else f"error {exc}", file=sys.stdout if args.json else sys.stderr)
             return 1
@@ -287,7 +311,8 @@ async def _chat(args: argparse.Namespace) -> int:
     options = {**_options(args), "text_only": True}  # a terminal has nowhere to play the audio
     async with _connection(args) as client:
         try:
-            ready = await client.start_session(args.character, scene=_scene(args.scene), player_name=args.player_name, options=options)
+            ready = await client.start_session(args.character, scene=_scene(args.scene), player_name=args.player_name,
+                                               player_id=args.player_id or "player", options=options)
         except ServerError as exc:
             print(f"error {exc}", file=sys.stderr)
             return 1
@@ -323,6 +348,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check_main(args.dir)
     if args.command == "schema":
         return _schema(args.out)
+    if args.command == "ingest":
+        from npc_runtime.knowledge.cli import ingest_main
+
+        st = Settings(**{k: v for k, v in {"knowledge_dir": args.knowledge, "data_dir": args.data_dir, "chroma_url": args.chroma_url,
+                                           "characters_dir": args.characters}.items() if v is not None})
+        npc_log.configure(level="warning", fmt=st.log_format)
+        return ingest_main(root=st.knowledge_dir, character=args.character, characters_dir=st.characters_dir,
+                           data_dir=st.data_dir, chroma_url=st.chroma_url)
+    if args.command == "memory":
+        from npc_runtime.memory.cli import memory_main
+
+        st = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
+        npc_log.configure(level="warning", fmt=st.log_format)
+        return memory_main(args.action, args.player, args.character, path=st.data_dir / "memory.sqlite3", all_entries=args.all)
     quiet = args.command in ("say", "chat")
     settings = _settings(args, **({"log_level": args.log_level or "warning"} if quiet else {}))
     npc_log.configure(level=settings.log_level, fmt=settings.log_format)

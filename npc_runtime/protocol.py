@@ -231,6 +231,12 @@ class ActionRecord(_Msg):
     target: str | None = None
 
 
+class SourceRef(_Msg):
+    file: str = Field(description="Knowledge file, relative to the knowledge folder.")
+    heading: str = Field(description="Heading path of the passage in that file ('' if none).")
+    score: float = Field(description="Similarity to the query, -1..1.")
+
+
 class ResponseEnd(_Event):
     type: Literal["response.end"] = "response.end"
     response_id: str
@@ -243,6 +249,7 @@ class ResponseEnd(_Event):
     error: str | None = Field(default=None, description="Error code when status is failed.")
     heard_ms: float | None = Field(default=None, description="How much of the audio the player heard (the last playback.mark, or the barge-in point); null when unknown.")
     heard_text: str | None = Field(default=None, description="What the character is remembered to have said: the heard part of an interrupted response; null when all of text.")
+    sources: list[SourceRef] = Field(default_factory=list, description="Knowledge passages given to the model for this response, best first.")
 
 
 class SpeechStarted(_Event):

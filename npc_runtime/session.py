@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import enum
 import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -45,6 +46,7 @@ from npc_runtime.asr.listener import (
     TranscriptPartial,
 )
 from npc_runtime.asr.vad import SileroVAD
+from npc_runtime.memory import MemoryEntry
 from npc_runtime.dialogue.prompt import HistoryEntry
 from npc_runtime.dialogue.turn import ActionOut, Dialogue, EmotionOut, SpeechDelta, TurnInput, TurnStats, allowed_verbs
 from npc_runtime.errors import NpcError, PersonaError, ProtocolError
@@ -53,6 +55,11 @@ from npc_runtime.scene import Scene
 from npc_runtime.timeline import Timeline
 from npc_runtime.tts.base import TTS
 from npc_runtime.tts.speaker import Speaker, SpokenChunk
+
+if TYPE_CHECKING:
+    from npc_runtime.knowledge.base import KnowledgeBase
+    from npc_runtime.knowledge.store import Passage
+    from npc_runtime.memory import MemoryStore
 
 log = structlog.get_logger(__name__)
 
@@ -117,14 +124,21 @@ class Services:
     vad: SileroVAD | None = None
     #: A second recogniser for partial transcripts (default: ``asr``), so finals never wait behind them.
     asr_partial: ASR | None = None
+    #: Per-character knowledge (RAG) and per-player memory; each is off when None.
+    knowledge: "KnowledgeBase | None" = None
+    memory: "MemoryStore | None" = None
+    retrieval_k: int = 3
+    retrieval_budget_ms: float = 150.0
 
 
 class Turn:
     """One response. Owns its task; :meth:`interrupt` stops it and waits until it has ended."""
 
     def __init__(self, session: "Session", response_id: str, turn_input: TurnInput, trigger: str, ref: str | None,
-                 *, started_at: float | None = None) -> None:
+                 *, started_at: float | None = None, query: str | None = None) -> None:
         self.session, self.id, self.input, self.trigger, self.ref = session, response_id, turn_input, trigger, ref
+        self.query = query
+        self.sources: list[Passage] = []
         #: A voice turn's timeline starts where the player's voice ended (ASR time included).
         self.timeline = Timeline(session.clock, start=started_at)
         if started_at is not None:
@@ -178,7 +192,19 @@ class Turn:
         await emit(self._end_event(error))
         self.session.finish_turn(self)
 
+    async def _retrieve(self) -> None:
+        """Knowledge passages for this turn (never fails the turn: late or broken retrieval gives none)."""
+        services = self.session.services
+        if services.knowledge is None or not self.query:
+            return
+        self.sources = await services.knowledge.retrieve(
+            self.input.persona, self.query, k=services.retrieval_k, budget_ms=services.retrieval_budget_ms)
+        self.timeline.mark("retrieval")
+        if self.sources:
+            self.input = dataclasses.replace(self.input, facts=tuple(p.text for p in self.sources))
+
     async def _generate(self) -> None:
+        await self._retrieve()
         agen = self.session.services.dialogue.respond(self.input, timeline=self.timeline, stats=self.stats)
         try:
             async for out in agen:
@@ -258,6 +284,7 @@ class Turn:
             error=error.code if error else None,
             heard_ms=self.heard_ms,
             heard_text=self.heard_text(),
+            sources=[p.SourceRef(file=s.source, heading=s.heading, score=round(s.score, 3)) for s in self.sources],
         )
 
     # -- what the player heard
@@ -330,6 +357,10 @@ class Session:
         self._barge_task: asyncio.Task[None] | None = None
         self._barge_target: Turn | None = None
         self._backchannels: set[str] = set()
+        # memory
+        self.memory_summary = ""
+        self._persisted = 0  # history entries already written to memory
+        self._memory_task: asyncio.Task[None] | None = None
 
     # -- output
 
@@ -366,7 +397,9 @@ class Session:
             self.history.append(HistoryEntry("event", msg.description))
             await self.emit(p.EventAccepted(ref=msg.id, reacting=msg.react))
             if msg.react:
-                await self._respond(player_text=None, trigger="game_event", ref=msg.id)
+                await self._respond(player_text=None, trigger="game_event", ref=msg.id, query=msg.description)
+            else:
+                self._persist()
         elif isinstance(msg, p.SceneUpdate):
             self.scene = msg.scene.without(self.persona.id) if self.persona else msg.scene
             s = self.scene
@@ -390,6 +423,7 @@ class Session:
         except TimeoutError:
             raise NpcError("the models are still loading; retry shortly", code="not_ready", retryable=True) from None
         self.persona, self.player, self.options = persona, msg.player, msg.options
+        await self._recall(persona)
         voices = self.services.voices
         tts = self.tts = voices(persona) if voices is not None else self.services.tts
         self.audio_enabled = tts is not None and not msg.options.text_only
@@ -434,16 +468,76 @@ class Session:
         if self.turn is not None:
             await self.turn.interrupt()
 
-    async def _respond(self, *, player_text: str | None, trigger: str, ref: str | None, started_at: float | None = None) -> None:
+    async def _respond(self, *, player_text: str | None, trigger: str, ref: str | None, started_at: float | None = None,
+                       query: str | None = None) -> None:
         self.state = next_state(self.state, Trigger.RESPOND)
+        self._persist()
         persona = self._current_persona()
         prior = self.history[:-1] if player_text is not None else self.history
         turn_input = TurnInput(
             persona=persona, scene=self.scene, history=tuple(prior[-HISTORY_WINDOW:]),
             player_text=player_text, player_name=self.player.name,
-            max_tokens=self.options.max_tokens, seed=self.options.seed,
+            max_tokens=self.options.max_tokens, seed=self.options.seed, memory_summary=self.memory_summary,
         )
-        self.turn = Turn(self, f"r{next(self._turn_ids)}-{self.id[:6]}", turn_input, trigger, ref, started_at=started_at)
+        if query is None and player_text is not None:
+            query = self._retrieval_query(player_text, prior)
+        self.turn = Turn(self, f"r{next(self._turn_ids)}-{self.id[:6]}", turn_input, trigger, ref, started_at=started_at,
+                         query=query)
+
+    @staticmethod
+    def _retrieval_query(player_text: str, prior: list[HistoryEntry]) -> str:
+        """What to look up: the player's words; a short follow-up ("why?") with the line it follows."""
+        if len(player_text.split()) >= 6:
+            return player_text
+        last = next((h.text for h in reversed(prior) if h.kind == "character"), "")
+        return f"{last} {player_text}".strip()
+
+    # -- memory
+
+    async def _recall(self, persona: Persona) -> None:
+        """Load what this character remembers of this player (a failure only means starting fresh)."""
+        memory = self.services.memory
+        if memory is None:
+            return
+        try:
+            recall = await memory.recall(self.player.id, persona.id)
+        except NpcError as exc:
+            log.warning("memory unavailable; starting fresh", code=exc.code)
+            return
+        self.history = [HistoryEntry(e.kind, e.text) for e in recall.recent]
+        self.memory_summary = recall.summary
+        self._persisted = len(self.history)
+        if recall.total:
+            log.info("remembered", entries=recall.total, recent=len(recall.recent), summary_chars=len(recall.summary))
+
+    def _persist(self, *, everything: bool = False) -> None:
+        """Write the settled history entries to memory, in order, off the event loop. The last reply
+        stays out while a barge-in may still cut it (it is written with the next line, or at close)."""
+        memory = self.services.memory
+        if memory is None or self.persona is None:
+            return
+        end = len(self.history)
+        if not everything and self._said is not None and end and self.history[-1] is self._said[1]:
+            end -= 1
+        entries = [MemoryEntry(h.kind, h.text, time.time()) for h in self.history[self._persisted:end]]
+        if end > self._persisted and self._said is not None and self._said[1] in self.history[self._persisted:end]:
+            self._said = None  # written: no longer cut by late playback marks
+        self._persisted = max(self._persisted, end)
+        if entries:
+            previous = self._memory_task
+            self._memory_task = asyncio.create_task(self._write_memory(previous, self.player.id, self.persona.id, entries),
+                                                    name=f"memory-{self.id}")
+
+    async def _write_memory(self, previous: asyncio.Task[None] | None, partner: str, character: str,
+                            entries: list[MemoryEntry]) -> None:
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        assert self.services.memory is not None
+        try:
+            await self.services.memory.append(partner, character, entries, partner_name=self.player.name or partner,
+                                              character_name=self.persona.name if self.persona else character)
+        except NpcError as exc:
+            log.warning("memory write failed", code=exc.code, entries=len(entries))
 
     async def _cancel(self, msg: p.ResponseCancel) -> None:
         turn = self.turn
@@ -643,3 +737,6 @@ class Session:
         if self.listener is not None:
             await self.listener.aclose()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._persist(everything=True)
+        if self._memory_task is not None:
+            await asyncio.gather(self._memory_task, return_exceptions=True)

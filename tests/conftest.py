@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,20 @@ except ImportError:  # pragma: no cover - the vLLM helper module is optional
     pass
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Tests (and the `npc` commands they start) keep their knowledge store and memory in a fresh folder,
+    never in the repository's .npc-data/."""
+    path = tmp_path_factory.mktemp("npc-data")
+    old = os.environ.get("NPC_DATA_DIR")
+    os.environ["NPC_DATA_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("NPC_DATA_DIR", None)
+    else:
+        os.environ["NPC_DATA_DIR"] = old
+
+
 def scene_dict(name: str) -> dict[str, Any]:
     return json.loads((EVAL_DIR / "scenes" / name).read_text(encoding="utf-8"))
 
@@ -33,3 +49,15 @@ def ramen_scene() -> dict[str, Any]:
 @pytest.fixture
 def lab_scene() -> dict[str, Any]:
     return scene_dict("lab.json")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """llama-cpp-python opens two /dev/null files at import and never closes them; once torch is loaded
+    too, Python reports them at exit (ResourceWarning). Close them when the run is over."""
+    import sys
+
+    utils = sys.modules.get("llama_cpp._utils")
+    for name in ("outnull_file", "errnull_file"):
+        handle = getattr(utils, name, None)
+        if handle is not None and not handle.closed:
+            handle.close()

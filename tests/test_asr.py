@@ -290,7 +290,7 @@ async def test_whisper_models_resolve_without_download(tmp_path: Path) -> None:
 
 @pytest.mark.engine
 async def test_whisper_base_jfk(jfk: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NPC_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("NPC_CACHE_DIR", str(tmp_path))
     t0 = time.perf_counter()
     folder = resolve_model("base")
     joined = time.perf_counter() - t0

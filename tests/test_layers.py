@@ -13,8 +13,9 @@ OWNERS = {
     "llama_cpp": {"llm/llama_cpp.py"},
     "httpx": {"llm/vllm.py"},
     "websockets": {"server.py", "client.py"},
-    "chromadb": set(),
-    "sentence_transformers": set(),
+    "chromadb": {"knowledge/store.py"},
+    "sentence_transformers": {"knowledge/embed.py"},
+    "transformers": {"knowledge/embed.py"},
     "faster_whisper": {"asr/whisper.py", "asr/vad.py", "asr/resample.py"},  # vad: the model file's path; resample: file decoding
     "ctranslate2": set(),
     "av": {"asr/resample.py"},
@@ -24,7 +25,7 @@ OWNERS = {
     "onnxruntime": {"tts/piper.py", "asr/vad.py"},
     "espeakng_loader": {"tts/espeak.py"},
     "TTS": {"tts/coqui.py"},
-    "torch": {"tts/coqui.py"},
+    "torch": {"tts/coqui.py", "knowledge/embed.py"},
 }
 
 

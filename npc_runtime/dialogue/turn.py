@@ -33,6 +33,10 @@ class TurnInput:
     player_name: str | None = None
     max_tokens: int | None = None
     seed: int | None = None
+    #: What the character remembers about this player from earlier sessions (memory's summary).
+    memory_summary: str = ""
+    #: Knowledge passages retrieved for this turn, best first.
+    facts: Sequence[str] = ()
 
 
 #: What :meth:`Dialogue.respond` yields: the tag parser's pieces (speech text never empty).
@@ -63,7 +67,8 @@ class Dialogue:
     def _request(self, turn: TurnInput, verbs: Sequence[str]) -> GenerationRequest:
         persona, scene = turn.persona, turn.scene
         messages, prefix_len = build_messages(
-            persona, verbs, scene, turn.history, player_text=turn.player_text, player_name=turn.player_name
+            persona, verbs, scene, turn.history, player_text=turn.player_text, player_name=turn.player_name,
+            memory_summary=turn.memory_summary, facts=turn.facts,
         )
         return GenerationRequest(
             messages=messages,

@@ -1,0 +1,141 @@
+"""Knowledge through the server with the real models: facts that exist only in knowledge files (invented,
+tests/data/knowledge/) are retrieved for the turn, reported in response.end.sources, and come back in the
+embedded model's answers; and the same through a real Chroma server (`chroma run` on loopback)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from npc_runtime import protocol as p
+from npc_runtime.client import NpcClient
+from npc_runtime.dialogue.turn import Dialogue
+from npc_runtime.knowledge.base import KnowledgeBase
+from npc_runtime.knowledge.embed import MiniLMEmbedder
+from npc_runtime.knowledge.store import KnowledgeStore
+from npc_runtime.persona.registry import PersonaRegistry
+from npc_runtime.server import NpcServer
+from npc_runtime.session import Services
+
+from conftest import CHARACTERS, ROOT, scene_dict
+
+pytestmark = pytest.mark.engine
+
+DATA = ROOT / "tests" / "data" / "knowledge"
+QUESTIONS = [json.loads(line) for line in (DATA / "questions.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def embedder() -> AsyncIterator[MiniLMEmbedder]:
+    model = MiniLMEmbedder()
+    await model.warm()
+    yield model
+    await model.aclose()
+
+
+class _Shared:
+    """The module's embedder stays open when a KnowledgeBase closes (it closes its embedder)."""
+
+    def __init__(self, inner: MiniLMEmbedder) -> None:
+        self.inner, self.name, self.dim = inner, inner.name, inner.dim
+
+    async def warm(self) -> None:
+        await self.inner.warm()
+
+    async def embed(self, texts: Any) -> Any:
+        return await self.inner.embed(texts)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def knowledge_root(tmp_path: Path) -> Path:
+    root = tmp_path / "knowledge"
+    for scope in ("jin", "world"):
+        shutil.copytree(DATA / scope, root / scope)
+    return root
+
+
+async def serve(llm: Any, store: KnowledgeStore, root: Path, embedder: MiniLMEmbedder) -> AsyncIterator[NpcServer]:
+    personas = PersonaRegistry(CHARACTERS, poll_interval=5.0)
+    await personas.start()
+    kb = KnowledgeBase(root, store, _Shared(embedder))  # type: ignore[arg-type]
+    await kb.start(lambda: [personas.get(pid) for pid in personas.ids()])
+    services = Services(personas=personas, dialogue=Dialogue(llm=llm), knowledge=kb, retrieval_budget_ms=2000)
+    services.ready.set()
+    server = NpcServer(services, host="127.0.0.1", port=0)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.aclose()
+        await kb.aclose()
+        await personas.aclose()
+
+
+async def ask(url: str, question: str, *, seed: int = 1) -> p.ResponseEnd:
+    async with NpcClient.connect(url) as client:
+        await client.start_session("jin", scene=scene_dict("ramen_shop.json"), options={"seed": seed, "text_only": True})
+        events = [e async for e in client.say(question)]
+    end = events[-1]
+    assert isinstance(end, p.ResponseEnd) and end.status == "completed", end
+    return end
+
+
+async def test_invented_facts_come_back_in_answers(tmp_path: Path, llama_engine: Any, embedder: MiniLMEmbedder) -> None:
+    store = KnowledgeStore(path=tmp_path / "chroma")
+    retrieved = answered = 0
+    async for server in serve(llama_engine, store, knowledge_root(tmp_path), embedder):
+        for q in QUESTIONS:
+            end = await ask(server.url, q["question"])
+            hit = any(s.file == q["source"] for s in end.sources)
+            said = q["answer"].lower() in end.text.lower()
+            retrieved += hit
+            answered += said
+            print(f"\n{'R' if hit else '-'}{'A' if said else '-'} {q['question']!r} -> {end.text!r} "
+                  f"[{', '.join(f'{s.file}#{s.heading} {s.score:.2f}' for s in end.sources)}]")
+    n = len(QUESTIONS)
+    print(f"\nright file among the sources: {retrieved}/{n}; answer holds the fact: {answered}/{n} (SmolLM2-135M)")
+    assert retrieved >= 0.8 * n
+    assert answered >= 0.3 * n
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_through_a_chroma_server(tmp_path: Path, llama_engine: Any, embedder: MiniLMEmbedder) -> None:
+    port = _free_port()
+    chroma = Path(sys.executable).with_name("chroma")
+    proc = subprocess.Popen([str(chroma), "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(tmp_path / "server")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "chroma run did not start"
+                time.sleep(0.2)
+        store = KnowledgeStore(url=f"http://127.0.0.1:{port}")
+        q = QUESTIONS[0]
+        async for server in serve(llama_engine, store, knowledge_root(tmp_path), embedder):
+            end = await ask(server.url, q["question"])
+        assert any(s.file == q["source"] for s in end.sources), end.sources
+        assert not (tmp_path / "chroma").exists()  # nothing written to a local store
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -1,0 +1,355 @@
+"""Conversation memory (npc_runtime.memory): the SQLite store, the extractive summarizer, `npc memory`.
+
+Real sqlite3 files under tmp_path; no model."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+import structlog
+
+from npc_runtime.errors import NpcError
+from npc_runtime.memory import ExtractiveSummarizer, MemoryEntry, MemoryStore, Recall
+from npc_runtime.memory.cli import memory_main
+
+SELF_STATEMENT = "My name is Kai and I'm allergic to eggs."
+
+
+def lines(n: int, start: int = 0, *, at: float = 0.0) -> list[MemoryEntry]:
+    """Alternating player / character lines numbered from ``start``."""
+    return [MemoryEntry("player" if i % 2 == 0 else "character", f"line {i}", at) for i in range(start, start + n)]
+
+
+def texts(recall: Recall) -> list[str]:
+    return [e.text for e in recall.recent]
+
+
+@pytest.fixture
+async def store(tmp_path: Path):
+    s = MemoryStore(tmp_path / "memory.db", keep_recent=4)
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.aclose()
+
+
+class Recording:
+    """A summarizer that records what it folds; fails while ``fail`` is set."""
+
+    def __init__(self) -> None:
+        self.folded: list[MemoryEntry] = []
+        self.fail = False
+
+    async def __call__(self, previous: str, entries: Sequence[MemoryEntry], *, character_name: str, partner_name: str) -> str:
+        await asyncio.sleep(0)  # let other appends interleave
+        if self.fail:
+            raise RuntimeError("summarizer down")
+        self.folded += entries
+        return "\n".join(filter(None, [previous, *(e.text for e in entries)]))
+
+
+# -- the summarizer (pure)
+
+async def test_extractive_keeps_self_statements_requests_gifts_and_promises() -> None:
+    summarize = ExtractiveSummarizer()
+    entries = [
+        MemoryEntry("player", "Hello there. " + SELF_STATEMENT + " Nice weather."),
+        MemoryEntry("character", "[give ramen_bowl player] Here you go. I'll save you a seat tomorrow."),
+        MemoryEntry("character", "[give menu nova] [move door] Sure thing."),
+        MemoryEntry("player", "Could you bring 2 bowls please?"),
+        MemoryEntry("event", "the door opens"),
+        MemoryEntry("event", "Kai paid 20 coins"),
+    ]
+    summary = await summarize("", entries, character_name="Jin", partner_name="Kai")
+    assert summary.splitlines() == [
+        f'Kai said: "{SELF_STATEMENT}"',
+        "you gave ramen_bowl",
+        'you said: "I\'ll save you a seat tomorrow."',
+        "you gave menu to nova",
+        'Kai said: "Could you bring 2 bowls please?"',
+        "event: Kai paid 20 coins",
+    ]
+    assert "Hello there" not in summary and "weather" not in summary and "door" not in summary
+
+
+async def test_extractive_merges_with_previous_and_keeps_the_newest_under_the_cap() -> None:
+    summarize = ExtractiveSummarizer(max_chars=120)
+    summary = await summarize("", [MemoryEntry("player", SELF_STATEMENT)], character_name="Jin", partner_name="Kai")
+    for i in range(30):
+        summary = await summarize(summary, [MemoryEntry("player", f"I have {i} cats.")], character_name="Jin", partner_name="Kai")
+        assert len(summary) <= 120
+    assert 'Kai said: "I have 29 cats."' in summary.splitlines()
+    assert "allergic" not in summary  # the oldest went first
+    again = await summarize(summary, [MemoryEntry("player", "I have 29 cats.")], character_name="Jin", partner_name="Kai")
+    assert again == summary  # a repeat is not stored twice
+    huge = ExtractiveSummarizer(max_chars=20).summarize("", [MemoryEntry("player", "I " + "x" * 50)], character_name="J", partner_name="K")
+    assert len(huge) == 20 and huge.endswith("\u2026")
+
+
+# -- the store
+
+async def test_append_and_recall_in_order(store: MemoryStore) -> None:
+    assert await store.recall("kai", "jin") == Recall("", (), 0)
+    await store.append("kai", "jin", lines(3, at=1000.0))
+    recall = await store.recall("kai", "jin")
+    assert recall == Recall("", tuple(lines(3, at=1000.0)), 3)
+    assert [e.kind for e in recall.recent] == ["player", "character", "player"]
+
+
+async def test_entries_without_a_time_are_stamped(tmp_path: Path) -> None:
+    s = MemoryStore(tmp_path / "m.db", clock=lambda: 1234.5)
+    await s.open()
+    await s.append("kai", "jin", [MemoryEntry("player", "hi"), MemoryEntry("event", "bell", 99.0)])
+    assert [e.at for e in (await s.recall("kai", "jin")).recent] == [1234.5, 99.0]
+    await s.aclose()
+
+
+async def test_keep_recent_and_folding_into_the_summary(store: MemoryStore) -> None:
+    await store.append("kai", "jin", [MemoryEntry("player", SELF_STATEMENT), MemoryEntry("character", "[give ramen_bowl player] Enjoy.")])
+    await store.append("kai", "jin", lines(3))
+    recall = await store.recall("kai", "jin")
+    assert recall.summary == f'kai said: "{SELF_STATEMENT}"'  # 5 entries, keep 4: the first is folded
+    assert texts(recall) == ["[give ramen_bowl player] Enjoy.", "line 0", "line 1", "line 2"]
+    await store.append("kai", "jin", lines(4, start=3))
+    recall = await store.recall("kai", "jin")
+    assert texts(recall) == ["line 3", "line 4", "line 5", "line 6"]
+    assert recall.total == 9
+    assert recall.summary.splitlines() == [  # the character's "line N" is no gift or promise
+        f'kai said: "{SELF_STATEMENT}"', "you gave ramen_bowl", 'kai said: "line 0"', 'kai said: "line 2"']
+    assert len(await store.history("kai", "jin")) == 9  # folded entries stay in the table
+
+
+async def test_summary_length_is_capped(tmp_path: Path) -> None:
+    s = MemoryStore(tmp_path / "m.db", keep_recent=2, summarizer=ExtractiveSummarizer(max_chars=200))
+    await s.open()
+    for i in range(40):
+        await s.append("kai", "jin", [MemoryEntry("player", f"My lucky number is {i}."), MemoryEntry("character", "Nice.")])
+    recall = await s.recall("kai", "jin")
+    assert 0 < len(recall.summary) <= 200
+    assert "My lucky number is 38." in recall.summary  # the newest folded fact
+    assert recall.total == 80 and len(recall.recent) == 2
+    await s.aclose()
+
+
+async def test_names_for_the_summarizer(tmp_path: Path) -> None:
+    seen: list[tuple[str, str]] = []
+
+    async def summarize(previous: str, entries: Sequence[MemoryEntry], *, character_name: str, partner_name: str) -> str:
+        seen.append((character_name, partner_name))
+        return "s"
+
+    s = MemoryStore(tmp_path / "m.db", keep_recent=1, summarizer=summarize)
+    await s.open()
+    await s.append("p1", "jin", lines(2))
+    await s.append("p1", "jin", lines(1), partner_name="Kai", character_name="Jin")
+    assert seen == [("jin", "p1"), ("Jin", "Kai")]
+    await s.aclose()
+
+
+async def test_memory_survives_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "memory.db"
+    first = MemoryStore(path, keep_recent=3)
+    await first.open()
+    await first.append("kai", "jin", [MemoryEntry("player", SELF_STATEMENT, 1.0), *lines(5, at=2.0)])
+    before = await first.recall("kai", "jin")
+    await first.aclose()
+    assert "allergic to eggs" in before.summary
+
+    second = MemoryStore(path, keep_recent=3)
+    await second.open()
+    assert await second.recall("kai", "jin") == before
+    await second.append("kai", "jin", lines(1, start=5, at=3.0))
+    assert texts(await second.recall("kai", "jin")) == ["line 3", "line 4", "line 5"]
+    await second.aclose()
+
+
+async def test_pairs_are_separate_and_forget(store: MemoryStore) -> None:
+    await store.append("kai", "jin", [MemoryEntry("player", "I talk to jin"), *lines(5)])
+    await store.append("kai", "nova", [MemoryEntry("player", "to nova")])
+    await store.append("nova", "jin", [MemoryEntry("player", "nova to jin")])  # NPC-to-NPC: jin heard nova
+    assert texts(await store.recall("kai", "nova")) == ["to nova"]
+    assert texts(await store.recall("nova", "jin")) == ["nova to jin"]
+    assert (await store.recall("jin", "nova")).total == 0
+    assert (await store.recall("kai", "jin")).summary == 'kai said: "I talk to jin"\nkai said: "line 0"'
+    assert await store.partners() == [("kai", "jin", 6), ("kai", "nova", 1), ("nova", "jin", 1)]
+    assert await store.partners("jin") == [("kai", "jin", 6), ("nova", "jin", 1)]
+    assert await store.partners(partner="kai") == [("kai", "jin", 6), ("kai", "nova", 1)]
+
+    assert await store.forget("kai", "jin") == 7  # 6 entries + the summary
+    assert await store.recall("kai", "jin") == Recall("", (), 0)
+    assert texts(await store.recall("kai", "nova")) == ["to nova"]
+    await store.append("kai", "nova", [MemoryEntry("player", "again")])
+    assert await store.forget("kai") == 2
+    assert await store.partners() == [("nova", "jin", 1)]
+    assert await store.forget("nobody") == 0
+
+
+async def test_a_failing_summarizer_loses_nothing(tmp_path: Path) -> None:
+    summarizer = Recording()
+    s = MemoryStore(tmp_path / "m.db", keep_recent=2, summarizer=summarizer)
+    await s.open()
+    summarizer.fail = True
+    with structlog.testing.capture_logs() as logs:
+        await s.append("kai", "jin", lines(5))
+    assert [e["log_level"] for e in logs] == ["warning"]
+    assert "line" not in str(logs)  # no player words in the log
+    recall = await s.recall("kai", "jin")
+    assert recall.summary == "" and texts(recall) == ["line 3", "line 4"] and recall.total == 5
+
+    summarizer.fail = False
+    await s.append("kai", "jin", lines(1, start=5))
+    recall = await s.recall("kai", "jin")
+    assert recall.summary.splitlines() == ["line 0", "line 1", "line 2", "line 3"]
+    assert texts(recall) == ["line 4", "line 5"]
+    await s.aclose()
+
+
+async def test_a_forget_during_summarizing_is_not_undone(tmp_path: Path) -> None:
+    gate = asyncio.Event()
+
+    async def slow(previous: str, entries: Sequence[MemoryEntry], *, character_name: str, partner_name: str) -> str:
+        await gate.wait()
+        return "stale"
+
+    s = MemoryStore(tmp_path / "m.db", keep_recent=1, summarizer=slow)
+    await s.open()
+    task = asyncio.create_task(s.append("kai", "jin", lines(3)), name="append")
+    while (await s.recall("kai", "jin")).total < 3:
+        await asyncio.sleep(0.001)
+    assert await s.forget("kai") == 3
+    gate.set()
+    await task
+    assert await s.recall("kai", "jin") == Recall("", (), 0)
+    await s.aclose()
+
+
+async def test_concurrent_appends_keep_every_entry(tmp_path: Path) -> None:
+    summarizer = Recording()
+    s = MemoryStore(tmp_path / "m.db", keep_recent=3, summarizer=summarizer)
+    await s.open()
+
+    async def writer(name: str) -> None:
+        for i in range(25):
+            await s.append("kai", "jin", [MemoryEntry("player", f"{name} {i}")])
+
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(writer("a"), name="writer-a")
+        tg.create_task(writer("b"), name="writer-b")
+    recall = await s.recall("kai", "jin")
+    assert recall.total == 50
+    stored = [e.text for e in await s.history("kai", "jin")]
+    assert sorted(stored) == sorted([f"{n} {i}" for n in "ab" for i in range(25)])
+    assert [e.text for e in summarizer.folded] + texts(recall) == stored  # each folded once, in order
+    await s.aclose()
+
+
+async def test_missing_parent_directory_is_created(tmp_path: Path) -> None:
+    s = MemoryStore(tmp_path / "a" / "b" / "memory.db")
+    await s.open()
+    await s.append("kai", "jin", lines(1))
+    await s.aclose()
+    assert (tmp_path / "a" / "b" / "memory.db").is_file()
+
+
+async def test_a_garbage_file_is_memory_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "memory.db"
+    path.write_bytes(b"this is not a database, just some text " * 100)
+    s = MemoryStore(path)
+    with pytest.raises(NpcError) as info:
+        await s.open()
+    assert info.value.code == "memory_unavailable" and str(path) in info.value.message
+    await s.aclose()
+
+
+async def test_a_directory_at_the_path_is_memory_unavailable(tmp_path: Path) -> None:
+    s = MemoryStore(tmp_path)
+    with pytest.raises(NpcError) as info:
+        await s.open()
+    assert info.value.code == "memory_unavailable"
+    await s.aclose()
+
+
+async def test_use_before_open_and_after_close(tmp_path: Path) -> None:
+    s = MemoryStore(tmp_path / "m.db")
+    with pytest.raises(NpcError) as info:
+        await s.recall("kai", "jin")
+    assert info.value.code == "memory_unavailable"
+    await s.open()
+    await s.aclose()
+    with pytest.raises(NpcError) as info:
+        await s.append("kai", "jin", lines(1))
+    assert info.value.code == "memory_unavailable"
+
+
+async def test_unknown_kind_is_refused(store: MemoryStore) -> None:
+    with pytest.raises(ValueError):
+        await store.append("kai", "jin", [MemoryEntry("narrator", "x")])  # type: ignore[arg-type]
+
+
+# -- npc memory show|forget
+
+async def _fill(path: Path) -> None:
+    s = MemoryStore(path, keep_recent=3)
+    await s.open()
+    await s.append("kai", "jin", [MemoryEntry("player", SELF_STATEMENT, 1.0), MemoryEntry("character", "Noted. [give water player]", 2.0),
+                                  MemoryEntry("event", "the bell rings", 3.0), MemoryEntry("player", "hello", 4.0)])
+    await s.append("kai", "nova", [MemoryEntry("player", "hi nova", 5.0)])
+    await s.append("nova", "jin", [MemoryEntry("player", "nova here", 6.0)])
+    await s.aclose()
+
+
+def test_memory_main_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "memory.db"
+    asyncio.run(_fill(path))
+    assert memory_main("show", "kai", None, path=path) == 0
+    out = capsys.readouterr().out
+    assert "jin remembers kai: 4 entries" in out and "nova remembers kai: 1 entry" in out
+    assert 'kai said: "My name is Kai' in out  # the summary
+    assert "(1 older entry not shown)" in out
+    assert "jin> Noted. [give water player]" in out and "(event) the bell rings" in out and "player> hello" in out
+    assert "player> hi nova" in out and "nova here" not in out
+    assert out.index("jin> Noted") < out.index("(event) the bell") < out.index("player> hello")
+
+    assert memory_main("show", "kai", "nova", path=path) == 0
+    out = capsys.readouterr().out
+    assert "hi nova" in out and "jin" not in out
+
+    assert memory_main("show", "kai", "jin", path=path, all_entries=True) == 0
+    assert f"player> {SELF_STATEMENT}" in capsys.readouterr().out
+
+    assert memory_main("show", "zed", None, path=path) == 0
+    assert capsys.readouterr().out.strip() == "nothing remembered for zed"
+
+
+def test_memory_main_forget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "memory.db"
+    asyncio.run(_fill(path))
+    assert memory_main("forget", "kai", "jin", path=path) == 0
+    assert capsys.readouterr().out.strip() == "forgot 4 entries of kai by jin"
+    assert memory_main("forget", "kai", None, path=path) == 0
+    assert capsys.readouterr().out.strip() == "forgot 1 entry of kai"
+    assert memory_main("show", "kai", None, path=path) == 0
+    assert capsys.readouterr().out.strip() == "nothing remembered for kai"
+    assert memory_main("show", "nova", None, path=path) == 0
+    assert "player> nova here" in capsys.readouterr().out
+
+
+def test_memory_main_missing_file_is_not_created(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "none" / "memory.db"
+    assert memory_main("show", "kai", None, path=path) == 0
+    assert capsys.readouterr().out.strip() == "nothing remembered for kai"
+    assert not path.parent.exists()
+
+
+def test_memory_main_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "memory.db"
+    path.write_text("garbage " * 200)
+    for action in ("show", "forget"):
+        assert memory_main(action, "kai", None, path=path) == 1  # type: ignore[arg-type]
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err.count("\n") == 1 and str(path) in captured.err and "Traceback" not in captured.err

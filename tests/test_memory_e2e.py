@@ -1,0 +1,102 @@
+"""Memory through the server: what a player said is remembered across a server restart (a new
+MemoryStore on the same file), per player and character.
+
+The first test scripts the LLM (session logic: what goes into the prompt); the second runs the real
+embedded model and checks the character *uses* what it remembers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from npc_runtime import protocol as p
+from npc_runtime.client import NpcClient
+from npc_runtime.dialogue.turn import Dialogue
+from npc_runtime.llm.fake import FakeLLM
+from npc_runtime.memory import MemoryStore
+from npc_runtime.persona.registry import PersonaRegistry
+from npc_runtime.server import NpcServer
+from npc_runtime.session import Services
+
+from conftest import CHARACTERS, scene_dict
+
+
+@asynccontextmanager
+async def running(llm: Any, db: Path, *, keep_recent: int = 16) -> AsyncIterator[NpcServer]:
+    """A whole server lifetime: personas, memory, server; everything closed on exit (a restart)."""
+    personas = PersonaRegistry(CHARACTERS, poll_interval=5.0)
+    await personas.start()
+    memory = MemoryStore(db, keep_recent=keep_recent)
+    await memory.open()
+    services = Services(personas=personas, dialogue=Dialogue(llm=llm), memory=memory)
+    services.ready.set()
+    server = NpcServer(services, host="127.0.0.1", port=0)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.aclose()
+        await memory.aclose()
+        await personas.aclose()
+
+
+async def say(url: str, player: str, character: str, lines: list[str], **options: Any) -> list[p.ResponseEnd]:
+    ends = []
+    async with NpcClient.connect(url) as client:
+        await client.start_session(character, scene=scene_dict("ramen_shop.json"), player_id=player, player_name=player.title(),
+                                   options=options)
+        for line in lines:
+            events = [e async for e in client.say(line)]
+            assert isinstance(events[-1], p.ResponseEnd), events[-1]
+            ends.append(events[-1])
+    return ends
+
+
+def prompt_of(llm: FakeLLM, index: int = -1) -> str:
+    return "\n".join(m.content for m in llm.requests[index].messages)
+
+
+async def test_a_returning_player_is_remembered_after_a_restart(tmp_path: Path) -> None:
+    db = tmp_path / "memory.sqlite3"
+    llm = FakeLLM(["Nice to meet you, Kai.", "Noted."])
+    async with running(llm, db) as server:
+        await say(server.url, "kai", "jin", ["My name is Kai and I'm allergic to eggs.", "I like my noodles firm."])
+        await say(server.url, "mira", "jin", ["Hello, I am Mira."])
+    llm2 = FakeLLM(["Welcome back."])
+    async with running(llm2, db) as server:
+        await say(server.url, "kai", "jin", ["Do you remember me?"])
+        kai_prompt = prompt_of(llm2)
+        await say(server.url, "kai", "nova", ["Hi Nova."])
+        nova_prompt = prompt_of(llm2)
+    assert "allergic to eggs" in kai_prompt and "noodles firm" in kai_prompt and "Nice to meet you, Kai." in kai_prompt
+    assert "Mira" not in kai_prompt, "another player's conversation leaked in"
+    assert "allergic" not in nova_prompt, "another character's memory leaked in"
+
+
+async def test_older_turns_survive_as_a_summary(tmp_path: Path) -> None:
+    db = tmp_path / "memory.sqlite3"
+    lines = ["My name is Kai and I'm allergic to eggs."] + [f"Tell me about bowl number {i}." for i in range(6)]
+    async with running(FakeLLM(["Sure."]), db, keep_recent=4) as server:
+        await say(server.url, "kai", "jin", lines)
+    llm = FakeLLM(["Welcome back."])
+    async with running(llm, db, keep_recent=4) as server:
+        await say(server.url, "kai", "jin", ["Anything I should avoid?"])
+    prompt = prompt_of(llm)
+    assert "What you remember from earlier conversations with Kai" in prompt
+    assert "allergic to eggs" in prompt  # folded into the summary, not dropped
+    assert "bowl number 0" not in prompt.split("What you remember")[0]
+
+
+@pytest.mark.engine
+async def test_the_real_model_uses_what_it_remembers(tmp_path: Path, llama_engine: Any) -> None:
+    db = tmp_path / "memory.sqlite3"
+    async with running(llama_engine, db) as server:
+        first = await say(server.url, "kai", "jin", ["Hi Jin, my name is Kai and my favourite drink is yuzu soda."], seed=1)
+    async with running(llama_engine, db) as server:
+        again = await say(server.url, "kai", "jin", ["What is my favourite drink?"], seed=1)
+    print(f"\nbefore restart: {first[0].text!r}\nafter restart:  {again[0].text!r}")
+    assert "yuzu" in again[0].text.lower(), again[0].text
