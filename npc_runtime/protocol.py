@@ -62,6 +62,7 @@ class SessionOptions(_Msg):
     seed: int | None = Field(default=None, description="Sampling seed, for repeatable replies.")
     audio_in: AudioInFormat = Field(default_factory=AudioInFormat, description="Format of the microphone audio in the client's binary frames.")
     listen: ListenOptions = Field(default_factory=ListenOptions, description="End of turn and barge-in tuning for voice input.")
+    brief: str | None = Field(default=None, max_length=2000, description="Extra instructions for the character in this session only — e.g. a simulation's role brief (goals, what only it knows, how difficult to be).")
 
 
 class SessionStart(_Msg):

@@ -119,17 +119,17 @@ async def bench_retrieval(tmp: Path, embedder: MiniLMEmbedder, size: int, repeat
             "p95_ms": round(_pct(times, 95), 1), "hit_rate_top3": round(hits / len(times), 3)}
 
 
-async def bench_turns(tmp: Path) -> dict[str, Any]:
+async def bench_turns(tmp: Path, *, rag: bool = True) -> dict[str, Any]:
     from npc_runtime import protocol as p
     from npc_runtime.client import NpcClient
     from npc_runtime.server import NpcServer
     from npc_runtime.settings import Settings
     from npc_runtime.wiring import build_runtime
 
-    root = tmp / "turn-knowledge"
+    root = tmp / f"turn-knowledge-{rag}"
     for scope in ("jin", "world"):
         shutil.copytree(DATA / scope, root / scope)
-    runtime = await build_runtime(Settings(port=0, knowledge_dir=root, data_dir=tmp / "turn-data", memory=False, asr="none"))
+    runtime = await build_runtime(Settings(port=0, knowledge_dir=root, data_dir=tmp / f"turn-data-{rag}", memory=False, asr="none", rag=rag))
     server = NpcServer(runtime.services, host="127.0.0.1", port=0)
     await server.start()
     await runtime.warm()
@@ -143,17 +143,16 @@ async def bench_turns(tmp: Path) -> dict[str, Any]:
                 end = [e async for e in client.say(q["question"])][-1]
             assert isinstance(end, p.ResponseEnd)
             if i:  # the first is a warm-up
-                rows.append({"retrieval_ms": end.timings.get("retrieval"), "first_audio_ms": end.timings.get("first_audio"),
-                             "sources": len(end.sources)})
+                rows.append({"retrieval_ms": end.timings.get("retrieval", 0.0), "first_audio_ms": end.timings.get("first_audio"),
+                             "first_token_ms": end.timings.get("first_token"), "sources": len(end.sources)})
     finally:
         await server.aclose()
         await runtime.aclose()
-    retr = [r["retrieval_ms"] for r in rows if r["retrieval_ms"] is not None]
-    first = [r["first_audio_ms"] for r in rows if r["first_audio_ms"] is not None]
-    return {"turns": len(rows), "retrieval_ms_p50": round(statistics.median(retr), 1),
-            "first_audio_ms_p50": round(statistics.median(first), 1),
+    med = lambda key: round(statistics.median(r[key] for r in rows if r[key] is not None), 1)  # noqa: E731
+    return {"turns": len(rows), "rag": rag, "retrieval_ms_p50": med("retrieval_ms"), "first_token_ms_p50": med("first_token_ms"),
+            "first_audio_ms_p50": med("first_audio_ms"),
             "retrieval_share_of_first_audio": round(statistics.median(r["retrieval_ms"] / r["first_audio_ms"] for r in rows
-                                                                     if r["retrieval_ms"] and r["first_audio_ms"]), 3)}
+                                                                     if r["first_audio_ms"]), 3)}
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -173,6 +172,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         if not args.no_turns:
             report["turns"] = await bench_turns(tmp)
             print("turns", report["turns"], file=sys.stderr, flush=True)
+            report["turns_no_rag"] = await bench_turns(tmp, rag=False)
+            print("turns without rag", report["turns_no_rag"], file=sys.stderr, flush=True)
         return report
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -195,8 +196,10 @@ def main() -> int:
         print(f"retrieval, {size} chunks per collection: p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, hit rate {r['hit_rate_top3']:.0%}")
     if "turns" in report:
         t = report["turns"]
+        n = report["turns_no_rag"]
         print(f"in a turn: retrieval {t['retrieval_ms_p50']} ms of {t['first_audio_ms_p50']} ms to first audio "
-              f"(median share {t['retrieval_share_of_first_audio']:.0%})")
+              f"(median share {t['retrieval_share_of_first_audio']:.1%}); first token {t['first_token_ms_p50']} ms with the "
+              f"passages in the prompt vs {n['first_token_ms_p50']} ms without (first audio {n['first_audio_ms_p50']} ms)")
     print(f"wrote {args.out}")
     return 0
 

@@ -139,3 +139,30 @@ async def test_through_a_chroma_server(tmp_path: Path, llama_engine: Any, embedd
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_cli_ingest_say_with_sources_and_memory(tmp_path: Path) -> None:
+    """`npc ingest` (incremental), `npc say --knowledge` reporting its sources, `npc memory show|forget`."""
+    root = knowledge_root(tmp_path)
+    (root / "jin" / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00binary")
+    env = {**__import__("os").environ, "NPC_DATA_DIR": str(tmp_path / "data")}
+    npc = [sys.executable, "-m", "npc_runtime.cli"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*npc, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+    first = run("ingest", "--knowledge", str(root), "--character", "jin")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "jin/photo.png" in first.stdout + first.stderr  # skipped, and named
+    again = run("ingest", "--knowledge", str(root), "--character", "jin")
+    assert again.returncode == 0 and "2 unchanged" in again.stdout, again.stdout
+    said = run("say", "jin", QUESTIONS[6]["question"], "--knowledge", str(root), "--player-id", "kai", "--text-only", "--json",
+               "--seed", "1", "--scene", str(ROOT.parent / "shared" / "eval" / "scenes" / "ramen_shop.json"))
+    assert said.returncode == 0, said.stderr[-2000:]
+    end = json.loads(said.stdout.splitlines()[-1])
+    assert end["type"] == "response.end" and any(s["file"] == QUESTIONS[6]["source"] for s in end["sources"]), end
+    shown = run("memory", "show", "kai")
+    assert shown.returncode == 0 and QUESTIONS[6]["question"] in shown.stdout, shown.stdout
+    forgot = run("memory", "forget", "kai")
+    assert forgot.returncode == 0 and "forgot 2 entries" in forgot.stdout, forgot.stdout
+    assert "nothing remembered for kai" in run("memory", "show", "kai").stdout

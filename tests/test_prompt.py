@@ -127,3 +127,22 @@ def test_dev_set_is_well_formed() -> None:
         scene = SCENES[case["scene"]].without(persona.id)
         for action in case["must"] + case["allow"]:
             assert parse_action(" ".join(action), scene, VERBS, persona.id) is not None, (case["id"], action)
+
+
+def test_brief_memory_and_facts_take_their_places() -> None:
+    from npc_runtime.dialogue.prompt import build_messages
+    from npc_runtime.dialogue.prompt import HistoryEntry as H
+    from npc_runtime.persona.loader import load_persona
+
+    persona = load_persona(CHARACTERS / "jin.yaml")
+    history = [H("player", "Hi."), H("character", "Welcome, friend.")]
+    plain, plain_prefix = build_messages(persona, ["give"], Scene(), history, player_text="Broth?", player_name="Kai")
+    messages, prefix = build_messages(persona, ["give"], Scene(), history, player_text="Broth?", player_name="Kai",
+                                      brief="You are in a hurry.", memory_summary="Kai likes firm noodles.",
+                                      facts=["The broth simmers for eighteen hours."])
+    assert prefix == plain_prefix and messages[:prefix] == plain[:prefix]  # the cached prefix is unchanged
+    tail = [(m.role, m.content) for m in messages[prefix:]]
+    assert tail[0] == ("system", "You are in a hurry.")
+    assert tail[1][0] == "system" and "Kai likes firm noodles." in tail[1][1] and "with Kai" in tail[1][1]
+    assert tail[-2][0] == "system" and "eighteen hours" in tail[-2][1]  # facts right before the player's line
+    assert tail[-1] == ("user", "Broth?")

@@ -207,14 +207,17 @@ def build_messages(
     player_name: str | None,
     memory_summary: str = "",
     facts: Sequence[str] = (),
+    brief: str = "",
 ) -> tuple[list[ChatMessage], int]:
     """All messages for one turn and the length of the stable prefix.
 
     Order, most stable first so each backend's prefix cache reuses the most: the persona and scene
-    prefix (cached per character and scene), the remembered summary (per player, fixed for the
-    session), the conversation, then this turn's retrieved facts just before the player's line."""
+    prefix (cached per character and scene), the session's brief and the remembered summary (both
+    fixed for the session), the conversation, then this turn's retrieved facts just before the player's line."""
     prefix = persona_prefix(persona, verbs, scene, player_name=player_name)
     messages = list(prefix)
+    if brief:
+        messages.append(ChatMessage("system", brief))
     if memory_summary:
         messages.append(memory_message(memory_summary, player_name=player_name))
     turn = turn_messages(history, player_text=player_text)

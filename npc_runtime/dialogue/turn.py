@@ -37,6 +37,8 @@ class TurnInput:
     memory_summary: str = ""
     #: Knowledge passages retrieved for this turn, best first.
     facts: Sequence[str] = ()
+    #: Session-specific instructions (a simulation's role brief).
+    brief: str = ""
 
 
 #: What :meth:`Dialogue.respond` yields: the tag parser's pieces (speech text never empty).
@@ -68,7 +70,7 @@ class Dialogue:
         persona, scene = turn.persona, turn.scene
         messages, prefix_len = build_messages(
             persona, verbs, scene, turn.history, player_text=turn.player_text, player_name=turn.player_name,
-            memory_summary=turn.memory_summary, facts=turn.facts,
+            memory_summary=turn.memory_summary, facts=turn.facts, brief=turn.brief,
         )
         return GenerationRequest(
             messages=messages,
