@@ -94,12 +94,13 @@ class NpcClient:
         player_id: str = "player",
         player_name: str | None = None,
         options: dict[str, Any] | None = None,
+        cast: list[str] | None = None,
     ) -> p.SessionReady:
         """Start the session; raises :class:`ServerError` on an ``error`` event."""
         scene_obj = Scene.model_validate(scene) if isinstance(scene, dict) else (scene or Scene())
         await self.send(p.SessionStart(
             character=character, scene=scene_obj, player=p.Player(id=player_id, name=player_name),
-            options=p.SessionOptions(**(options or {})),
+            options=p.SessionOptions(**(options or {})), cast=list(cast or []),
         ))
         event = await self.recv()
         if isinstance(event, p.ErrorEvent):

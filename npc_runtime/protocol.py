@@ -72,12 +72,22 @@ class SessionStart(_Msg):
     player: Player = Field(default_factory=Player)
     scene: Scene = Field(default_factory=Scene, description="What actions may name.")
     options: SessionOptions = Field(default_factory=SessionOptions)
+    cast: list[EntityId] = Field(default_factory=list, max_length=3, description="Other characters present who can talk too (persona ids): address them with input.text 'to', or let them converse with scene.converse.")
 
 
 class TextInput(_Msg):
     type: Literal["input.text"] = "input.text"
     id: str | None = Field(default=None, max_length=64)
     text: str = Field(min_length=1, description="What the player says. Starts a response; interrupts one in progress.")
+    to: EntityId | None = Field(default=None, description="Which character answers: the session's character (default) or one of its cast.")
+
+
+class Converse(_Msg):
+    type: Literal["scene.converse"] = "scene.converse"
+    id: str | None = Field(default=None, max_length=64)
+    characters: list[EntityId] = Field(default_factory=list, description="Who talks, in turn order (the session's character and its cast); default: all of them.")
+    topic: str = Field(min_length=1, max_length=500, description="What the conversation is about; the first character opens on it.")
+    turns: int = Field(default=4, ge=1, le=20, description="How many lines in all.")
 
 
 class SceneUpdate(_Msg):
@@ -122,11 +132,11 @@ class Ping(_Msg):
 
 
 ClientMessage = Annotated[
-    Union[SessionStart, TextInput, SceneUpdate, GameEvent, ResponseCancel, AudioCommit, AudioClear, PlaybackMark, Ping],
+    Union[SessionStart, TextInput, SceneUpdate, GameEvent, ResponseCancel, AudioCommit, AudioClear, PlaybackMark, Converse, Ping],
     Field(discriminator="type"),
 ]
 CLIENT_TYPES = ("session.start", "input.text", "scene.update", "game.event", "response.cancel",
-                "input.audio.commit", "input.audio.clear", "playback.mark", "ping")
+                "input.audio.commit", "input.audio.clear", "playback.mark", "scene.converse", "ping")
 
 # --------------------------------------------------------------------------- server → client
 
@@ -152,6 +162,10 @@ class ListenSettings(_Msg):
     partials: bool
 
 
+class _Spoken(_Event):
+    speaker: str | None = Field(default=None, description="The character this response belongs to (the session's character, or one of its cast).")
+
+
 class SessionReady(_Event):
     type: Literal["session.ready"] = "session.ready"
     session_id: str
@@ -162,6 +176,7 @@ class SessionReady(_Event):
     audio_in: AudioInFormat | None = Field(default=None, description="Microphone format the server expects in binary frames; null when it runs no speech recognition.")
     listen: ListenSettings | None = Field(default=None, description="The end-of-turn and barge-in settings in force; null without speech recognition.")
     mood: str = Field(default="neutral", description="The character's resting mood (its face when no response.emotion says otherwise).")
+    cast: list[CharacterInfo] = Field(default_factory=list, description="The other characters present (session.start's cast).")
 
 
 class SceneUpdated(_Event):
@@ -177,14 +192,14 @@ class EventAccepted(_Event):
     reacting: bool = Field(description="Whether a response starts for it (its response.start follows).")
 
 
-class ResponseStart(_Event):
+class ResponseStart(_Spoken):
     type: Literal["response.start"] = "response.start"
     response_id: str
-    trigger: Literal["text", "voice", "game_event"]
+    trigger: Literal["text", "voice", "game_event", "converse"]
     ref: str | None = Field(default=None, description="The id of the client message that started it; for voice, the utterance id.")
 
 
-class TextDelta(_Event):
+class TextDelta(_Spoken):
     type: Literal["response.text.delta"] = "response.text.delta"
     response_id: str
     text: str
@@ -196,7 +211,7 @@ class VisemeCueMsg(_Msg):
     end_ms: float
 
 
-class AudioChunkEvent(_Event):
+class AudioChunkEvent(_Spoken):
     """Announces the binary frame that follows it: ``samples`` PCM16 mono samples."""
 
     type: Literal["response.audio"] = "response.audio"
@@ -207,7 +222,7 @@ class AudioChunkEvent(_Event):
     visemes: list[VisemeCueMsg] = Field(description="Cues covering this chunk, contiguous, ms from the start of the response's audio.")
 
 
-class ActionEvent(_Event):
+class ActionEvent(_Spoken):
     type: Literal["response.action"] = "response.action"
     response_id: str
     index: int = Field(description="0-based position among this response's actions.")
@@ -218,7 +233,7 @@ class ActionEvent(_Event):
     at_ms: float | None = Field(default=None, description="Audio time at which the speech before the action ends; null without audio.")
 
 
-class EmotionEvent(_Event):
+class EmotionEvent(_Spoken):
     type: Literal["response.emotion"] = "response.emotion"
     response_id: str
     emotion: Literal["neutral", "joy", "anger", "sadness", "fear", "surprise", "disgust"]
@@ -238,7 +253,7 @@ class SourceRef(_Msg):
     score: float = Field(description="Similarity to the query, -1..1.")
 
 
-class ResponseEnd(_Event):
+class ResponseEnd(_Spoken):
     type: Literal["response.end"] = "response.end"
     response_id: str
     status: Literal["completed", "interrupted", "failed"]
@@ -282,7 +297,7 @@ class TranscriptFinal(_Event):
     timings: dict[str, float] = Field(default_factory=dict, description="duration_ms (speech), decode_ms, final_ms (from the end of the voice to this event).")
 
 
-class ResponseInterrupted(_Event):
+class ResponseInterrupted(_Spoken):
     """Barge-in: the player talked over this response. Stop playing its audio now (skip its actions and
     emotions not yet reached) and send a last playback.mark. Comes whether or not the response is still
     being generated (if it is, its response.end follows with status interrupted)."""
@@ -290,6 +305,13 @@ class ResponseInterrupted(_Event):
     type: Literal["response.interrupted"] = "response.interrupted"
     response_id: str
     reason: Literal["barge_in"] = "barge_in"
+
+
+class ConverseEnd(_Event):
+    type: Literal["scene.converse.end"] = "scene.converse.end"
+    ref: str | None = Field(default=None, description="The id of the scene.converse message.")
+    turns: int = Field(description="Lines spoken.")
+    status: Literal["completed", "interrupted", "failed"]
 
 
 class ErrorEvent(_Event):
@@ -308,7 +330,7 @@ class Pong(_Event):
 
 ServerEvent = Annotated[
     Union[SessionReady, SceneUpdated, EventAccepted, ResponseStart, TextDelta, AudioChunkEvent, ActionEvent, EmotionEvent, ResponseEnd,
-          SpeechStarted, SpeechStopped, TranscriptPartial, TranscriptFinal, ResponseInterrupted, ErrorEvent, Pong],
+          SpeechStarted, SpeechStopped, TranscriptPartial, TranscriptFinal, ResponseInterrupted, ConverseEnd, ErrorEvent, Pong],
     Field(discriminator="type"),
 ]
 

@@ -171,7 +171,7 @@ class Turn:
     async def _run(self) -> None:
         structlog.contextvars.bind_contextvars(response_id=self.id)
         emit = self.session.emit
-        await emit(p.ResponseStart(response_id=self.id, trigger=self.trigger, ref=self.ref))
+        await emit(p.ResponseStart(response_id=self.id, trigger=self.trigger, ref=self.ref, speaker=self.speaker_id))
         error: NpcError | None = None
         try:
             await self._generate()
@@ -211,14 +211,14 @@ class Turn:
                 if isinstance(out, SpeechDelta):
                     self.timeline.mark("first_text")
                     self.text_parts.append(out.text)
-                    await self.session.emit(p.TextDelta(response_id=self.id, text=out.text))
+                    await self.session.emit(p.TextDelta(response_id=self.id, text=out.text, speaker=self.speaker_id))
                     if self.speaking:
                         await self._voice(self.speaker.feed(out.text))  # type: ignore[union-attr]
                 elif isinstance(out, EmotionOut):
                     if self.speaking:
                         await self._voice(self.speaker.flush())  # type: ignore[union-attr]
                     await self.session.emit(p.EmotionEvent(
-                        response_id=self.id, emotion=out.emotion, text_offset=out.text_offset, at_ms=self._at_ms(),
+                        response_id=self.id, speaker=self.speaker_id, emotion=out.emotion, text_offset=out.text_offset, at_ms=self._at_ms(),
                     ))
                 else:
                     if self.speaking:
@@ -228,7 +228,7 @@ class Turn:
                     self.action_at.append(self._at_ms())
                     a = out.action
                     await self.session.emit(p.ActionEvent(
-                        response_id=self.id, index=len(self.actions) - 1, verb=a.verb,
+                        response_id=self.id, speaker=self.speaker_id, index=len(self.actions) - 1, verb=a.verb,
                         object=a.object, target=a.target, text_offset=out.text_offset,
                         at_ms=self._at_ms(),
                     ))
@@ -251,7 +251,7 @@ class Turn:
                     self.first_audio_at = self.session.clock()
                 self.spoken.append(chunk)
                 await self.session.emit(p.AudioChunkEvent(
-                    response_id=self.id, seq=chunk.seq, start_ms=round(chunk.start_ms, 3), samples=chunk.samples,
+                    response_id=self.id, speaker=self.speaker_id, seq=chunk.seq, start_ms=round(chunk.start_ms, 3), samples=chunk.samples,
                     visemes=[p.VisemeCueMsg(viseme=c.viseme, start_ms=round(c.start_ms, 3), end_ms=round(c.end_ms, 3)) for c in chunk.cues],
                 ))
                 await self.session.emit(chunk.pcm)
@@ -261,6 +261,10 @@ class Turn:
             self.voice_failed = True
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
+
+    @property
+    def speaker_id(self) -> str:
+        return self.input.persona.id
 
     @property
     def speaking(self) -> bool:
@@ -274,7 +278,7 @@ class Turn:
         timings: dict[str, float] = self.timeline.as_ms()
         timings["chunks"] = float(self.stats.chunks)
         return p.ResponseEnd(
-            response_id=self.id,
+            response_id=self.id, speaker=self.speaker_id,
             status=self.status,
             text=self.text,
             actions=[p.ActionRecord(verb=a.action.verb, object=a.action.object, target=a.action.target) for a in self.actions],
@@ -332,12 +336,18 @@ class Turn:
 class Session:
     """One WebSocket conversation with one character."""
 
-    def __init__(self, services: Services, *, clock: Callable[[], float] | None = None, outbox_size: int = 4096) -> None:
+    def __init__(self, services: Services, *, clock: Callable[[], float] | None = None, outbox_size: int = 4096,
+                 outbox: asyncio.Queue[Any] | None = None) -> None:
         self.services = services
         self.clock = clock or time.monotonic
         self.id = uuid.uuid4().hex[:12]
         self.state = State.AWAITING_START
-        self.outbox: asyncio.Queue[Any] = asyncio.Queue(maxsize=outbox_size)
+        #: A cast member shares its scene session's outbox (its events carry its ``speaker``).
+        self.outbox: asyncio.Queue[Any] = outbox if outbox is not None else asyncio.Queue(maxsize=outbox_size)
+        self.is_cast_member = outbox is not None
+        #: Other characters present (session.start's cast): one member session each, same connection.
+        self.cast: dict[str, Session] = {}
+        self._converse_task: asyncio.Task[None] | None = None
         self.persona: Persona | None = None
         self.scene = Scene()
         self.player = p.Player()
@@ -388,12 +398,14 @@ class Session:
         elif self.state is State.AWAITING_START:
             raise ProtocolError(f"send session.start before {msg.type}", code="no_session")
         elif isinstance(msg, p.TextInput):
-            await self._interrupt()
-            self.history.append(HistoryEntry("player", msg.text))
-            await self._respond(player_text=msg.text, trigger="text", ref=msg.id)
+            await self._player_turn(msg)
+        elif isinstance(msg, p.Converse):
+            await self._converse(msg)
         elif isinstance(msg, p.GameEvent):
             if msg.react:
-                await self._interrupt()
+                await self._interrupt_scene()
+            for member in self.cast.values():  # everyone present perceives it; only this character reacts
+                member.history.append(HistoryEntry("event", msg.description))
             self.history.append(HistoryEntry("event", msg.description))
             await self.emit(p.EventAccepted(ref=msg.id, reacting=msg.react))
             if msg.react:
@@ -404,6 +416,9 @@ class Session:
             self.scene = msg.scene.without(self.persona.id) if self.persona else msg.scene
             s = self.scene
             self._prepare()
+            for cid, member in self.cast.items():
+                member.scene = msg.scene.without(cid)
+                member._prepare()
             await self.emit(p.SceneUpdated(objects=len(s.objects), locations=len(s.locations), characters=len(s.characters)))
         elif isinstance(msg, p.ResponseCancel):
             await self._cancel(msg)
@@ -418,6 +433,9 @@ class Session:
         if self.state is not State.AWAITING_START:
             raise ProtocolError("the session has already started; open a new connection for another", code="session_exists")
         persona = self.services.personas.get(msg.character)
+        if len(set(msg.cast)) != len(msg.cast) or msg.character in msg.cast:
+            raise ProtocolError("cast: each other character once, not the session's own", code="invalid_message")
+        cast = [self.services.personas.get(cid) for cid in msg.cast]  # unknown_character before anything starts
         try:
             await asyncio.wait_for(self.services.ready.wait(), self.services.ready_timeout)
         except TimeoutError:
@@ -429,10 +447,17 @@ class Session:
         self.audio_enabled = tts is not None and not msg.options.text_only
         self.scene = msg.scene.without(persona.id)
         self.state = next_state(self.state, Trigger.START)
+        if self.is_cast_member:
+            self._prepare()
+            return
         structlog.contextvars.bind_contextvars(session_id=self.id, character=persona.id)
-        log.info("session started", objects=len(self.scene.objects))
+        log.info("session started", objects=len(self.scene.objects), cast=len(cast))
         self._prepare()
         self._start_listening(persona, msg.options)
+        for member_persona in cast:
+            member = Session(self.services, clock=self.clock, outbox=self.outbox)
+            await member._start(msg.model_copy(update={"character": member_persona.id, "cast": []}))
+            self.cast[member_persona.id] = member
         await self.emit(p.SessionReady(
             session_id=self.id, character=p.CharacterInfo(id=persona.id, name=persona.name),
             actions=allowed_verbs(persona),
@@ -440,6 +465,7 @@ class Session:
             audio_in=msg.options.audio_in if self.listener is not None else None,
             listen=self.listen_settings,
             mood=persona.mood,
+            cast=[p.CharacterInfo(id=m.id, name=m.name) for m in cast],
         ))
 
     def _prepare(self) -> None:
@@ -682,15 +708,18 @@ class Session:
         if backchannel or not ev.text.strip() or self.state is State.CLOSED:
             return
         text = ev.text.strip()[: p.MAX_TEXT_CHARS]
-        await self._interrupt()
+        await self._interrupt_scene()
         self.history.append(HistoryEntry("player", text))
         await self._respond(player_text=text, trigger="voice", ref=ev.utterance_id, started_at=ev.speech_end_wall)
 
     def _speaking_turn(self) -> Turn | None:
-        """The response the character is speaking now: the running one, or the last one whose audio
-        is still playing on the client."""
+        """The response the character (or one of its cast) is speaking now: the running one, or the
+        last one whose audio is still playing on the client."""
         if self.turn is not None:
             return self.turn
+        for member in self.cast.values():
+            if member.turn is not None:
+                return member.turn
         last = self._recent[-1] if self._recent else None
         if last is not None and not last.cut and last.playing_until() > self.clock():
             return last
@@ -720,14 +749,98 @@ class Session:
         target.cut = True
         if target.ended:
             target.status = "interrupted"
-        await self.emit(p.ResponseInterrupted(response_id=target.id))
+        await self.emit(p.ResponseInterrupted(response_id=target.id, speaker=target.speaker_id))
         if not target.ended:
+            await self._stop_converse()
             await target.interrupt()
         else:
-            self._update_said(target)
+            target.session._update_said(target)
+
+    # -- the cast: several characters in one scene
+
+    def _member(self, character: str | None) -> "Session":
+        assert self.persona is not None
+        if character is None or character == self.persona.id:
+            return self
+        if character not in self.cast:
+            raise ProtocolError(f"{character!r} is not in this scene (session.start cast)", code="not_in_scene")
+        return self.cast[character]
+
+    async def _interrupt_scene(self) -> None:
+        """The player speaks: stop a conversation among the characters and whoever is speaking."""
+        await self._stop_converse()
+        await self._interrupt()
+        for member in self.cast.values():
+            await member._interrupt()
+
+    async def _player_turn(self, msg: p.TextInput) -> None:
+        member = self._member(msg.to)
+        await self._interrupt_scene()
+        for other in (self, *self.cast.values()):
+            if other is not member:  # the others hear it too
+                assert member.persona is not None
+                other.history.append(HistoryEntry("event", f"{self.player.name or 'The player'} said to {member.persona.name}: {msg.text}"))
+        member.history.append(HistoryEntry("player", msg.text))
+        await member._respond(player_text=msg.text, trigger="text", ref=msg.id)
+
+    async def _converse(self, msg: p.Converse) -> None:
+        assert self.persona is not None
+        everyone = [self.persona.id, *self.cast]
+        order = msg.characters or everyone
+        for cid in order:
+            self._member(cid)
+        if len(set(order)) < 2:
+            raise ProtocolError("a conversation needs two characters: start the session with a cast", code="no_cast")
+        await self._interrupt_scene()
+        self._converse_task = asyncio.create_task(self._run_converse(msg, order), name=f"converse-{self.id}")
+
+    async def _run_converse(self, msg: p.Converse, order: list[str]) -> None:
+        """The characters talk in turn: each line goes to the next speaker as what it hears."""
+        members = {cid: self._member(cid) for cid in order}
+        names = {cid: m.persona.name for cid, m in members.items() if m.persona is not None}
+        spoken, status, line, previous = 0, "completed", "", ""
+        current: Session | None = None
+        try:
+            for i in range(msg.turns):
+                speaker = order[i % len(order)]
+                current = members[speaker]
+                if i == 0:
+                    others = ", ".join(names[c] for c in dict.fromkeys(order) if c != speaker)
+                    current.history.append(HistoryEntry("event", f"You start talking with {others} about: {msg.topic}"))
+                    await current._respond(player_text=None, trigger="converse", ref=msg.id, query=msg.topic)
+                else:
+                    heard = f"{names[previous]}: {line}"
+                    current.history.append(HistoryEntry("player", heard))
+                    await current._respond(player_text=heard, trigger="converse", ref=msg.id, query=line)
+                turn = current.turn
+                assert turn is not None
+                await asyncio.wait([turn.task])  # not gather: cancelling this must not cancel the turn itself
+                if turn.status != "completed":
+                    status = turn.status
+                    break
+                spoken += 1
+                line, previous = turn.text.strip() or "...", speaker
+                for cid, member in members.items():
+                    if cid != speaker and cid != order[(i + 1) % len(order)]:
+                        member.history.append(HistoryEntry("event", f"{names[speaker]} said: {line}"))
+        except asyncio.CancelledError:
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            status = "interrupted"
+            if current is not None:
+                await current._interrupt()
+        await self.emit(p.ConverseEnd(ref=msg.id, turns=spoken, status=status))  # type: ignore[arg-type]
+
+    async def _stop_converse(self) -> None:
+        task, self._converse_task = self._converse_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def aclose(self) -> None:
         """Cancel and await everything the session owns. Idempotent."""
+        await self._stop_converse()
+        for member in self.cast.values():
+            await member.aclose()
         turn, self.turn = self.turn, None
         self.state = next_state(self.state, Trigger.CLOSE)
         if turn is not None:
