@@ -219,6 +219,7 @@ class AudioChunkEvent(_Spoken):
     seq: int = Field(description="0-based chunk number within the response.")
     start_ms: float = Field(description="Where this chunk starts on the response's audio timeline.")
     samples: int
+    sample_rate: int | None = Field(default=None, description="Samples per second of this chunk (the speaker's voice; session.ready.audio gives the session character's).")
     visemes: list[VisemeCueMsg] = Field(description="Cues covering this chunk, contiguous, ms from the start of the response's audio.")
 
 

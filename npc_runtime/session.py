@@ -251,7 +251,7 @@ class Turn:
                     self.first_audio_at = self.session.clock()
                 self.spoken.append(chunk)
                 await self.session.emit(p.AudioChunkEvent(
-                    response_id=self.id, speaker=self.speaker_id, seq=chunk.seq, start_ms=round(chunk.start_ms, 3), samples=chunk.samples,
+                    response_id=self.id, speaker=self.speaker_id, sample_rate=self.speaker.sample_rate if self.speaker else None, seq=chunk.seq, start_ms=round(chunk.start_ms, 3), samples=chunk.samples,
                     visemes=[p.VisemeCueMsg(viseme=c.viseme, start_ms=round(c.start_ms, 3), end_ms=round(c.end_ms, 3)) for c in chunk.cues],
                 ))
                 await self.session.emit(chunk.pcm)

@@ -111,3 +111,42 @@ async def test_the_player_addresses_one_and_interrupts_the_conversation(server: 
         with pytest.raises(ServerError) as info:
             await bad.start_session("jin", cast=["jin"])
         assert info.value.code == "invalid_message"
+
+
+@pytest.mark.engine
+async def test_a_real_two_character_scene_with_voices(llama_engine: Any) -> None:
+    """The embedded model and real speech engines: Jin (Piper) and Nova (espeak-ng here) converse;
+    each line comes with its own speaker's audio and viseme cues."""
+    from npc_runtime.client import AudioFrame
+    from npc_runtime.settings import Settings
+    from npc_runtime.wiring import VoiceBank
+
+    personas = PersonaRegistry(CHARACTERS, poll_interval=5.0)
+    await personas.start()
+    voices = VoiceBank(Settings(tts="auto"))
+    nova = personas.get("nova")
+    services = Services(personas=personas, dialogue=Dialogue(llm=llama_engine),
+                        voices=lambda persona: voices(persona) if persona.id != "nova" else voices._make("espeak", "en-us+f3", 1.0))
+    services.ready.set()
+    srv = NpcServer(services, host="127.0.0.1", port=0)
+    await srv.start()
+    try:
+        async with NpcClient.connect(srv.url) as client:
+            await client.start_session("jin", scene=scene_dict("ramen_shop.json"), cast=["nova"], options={"seed": 4, "max_tokens": 30})
+            await client.send(p.Converse(topic="the rain and the late-night customers", turns=2))
+            events: list[Any] = []
+            while not isinstance(events[-1] if events else None, p.ConverseEnd):
+                events.append(await client.recv(timeout=120))
+    finally:
+        await srv.aclose()
+        await personas.aclose()
+        await voices.aclose()
+    assert events[-1].status == "completed" and events[-1].turns == 2
+    audio = [e for e in events if isinstance(e, p.AudioChunkEvent)]
+    assert {e.speaker for e in audio} == {"jin", "nova"}
+    assert all(e.visemes and e.sample_rate for e in audio)
+    assert sum(isinstance(e, AudioFrame) for e in events) == len(audio)
+    lines = [(e.speaker, e.text) for e in events if isinstance(e, p.ResponseEnd)]
+    print(f"\n{lines}")
+    assert [s for s, _ in lines] == ["jin", "nova"] and all(t.strip() for _, t in lines)
+    assert nova.name == "Nova"
