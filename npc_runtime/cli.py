@@ -95,8 +95,21 @@ def build_parser() -> argparse.ArgumentParser:
     mem.add_argument("--data-dir", type=Path, metavar="DIR", help="where the memory lives (default: .npc-data)")
     mem.add_argument("--all", action="store_true", help="show: every entry, also those folded into the summary")
 
-    k = sub.add_parser("check", help="validate persona files")
+    sim = sub.add_parser("simulate", help="run an NPC-to-NPC training scenario (scenarios/*.yaml), scored by an LLM judge")
+    sim.add_argument("scenario", help="scenario id (a file in --scenarios) or a path to a scenario YAML")
+    sim.add_argument("--seed", type=int, default=0, help="same seed and models: same transcript (default 0)")
+    sim.add_argument("--turns", type=int, help="turn limit (default: the scenario's)")
+    sim.add_argument("--out", type=Path, help="output folder (default sim-runs/<id>-seed<N>)")
+    sim.add_argument("--audio", action="store_true", help="also write conversation.wav, each character in its own voice")
+    sim.add_argument("--server", help="ws://HOST:PORT of a running server (default: in-process)")
+    sim.add_argument("--human", metavar="ROLE", help="trainee mode: you type this role's lines")
+    sim.add_argument("--scenarios", dest="scenarios_dir", type=Path, default=Path("scenarios"), help="scenario folder (default scenarios)")
+    sim.add_argument("--no-judge", action="store_true", help="skip scoring")
+    _add_runtime_flags(sim)
+
+    k = sub.add_parser("check", help="validate persona files (and scenarios/ when it exists)")
     k.add_argument("dir", nargs="?", type=Path, default=Path("characters"))
+    k.add_argument("--scenarios", type=Path, help="also validate this scenario folder (default: scenarios/, when checking characters/)")
 
     sc = sub.add_parser("schema", help="write the protocol's JSON Schema")
     sc.add_argument("--out", type=Path, default=DEFAULT_SCHEMA_PATH, help=f"output file (default {DEFAULT_SCHEMA_PATH}; '-' for stdout)")
@@ -345,7 +358,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         from npc_runtime.persona.loader import check_main
 
-        return check_main(args.dir)
+        status = check_main(args.dir)
+        scenarios = args.scenarios or (Path("scenarios") if args.dir == Path("characters") and Path("scenarios").is_dir() else None)
+        if scenarios is not None:
+            from npc_runtime.sim.cli import check_scenarios_main
+
+            status = max(status, check_scenarios_main(scenarios, args.dir))
+        return status
     if args.command == "schema":
         return _schema(args.out)
     if args.command == "ingest":
@@ -362,10 +381,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         st = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
         npc_log.configure(level="warning", fmt=st.log_format)
         return memory_main(args.action, args.player, args.character, path=st.data_dir / "memory.sqlite3", all_entries=args.all)
-    quiet = args.command in ("say", "chat")
+    quiet = args.command in ("say", "chat", "simulate")
     settings = _settings(args, **({"log_level": args.log_level or "warning"} if quiet else {}))
     npc_log.configure(level=settings.log_level, fmt=settings.log_format)
-    runner = {"serve": lambda: _serve(settings), "say": lambda: _say(args), "chat": lambda: _chat(args)}[args.command]
+    if args.command == "simulate":
+        from npc_runtime.sim.cli import simulate_main
+
+        args.settings = settings
+        runner = lambda: simulate_main(args)  # noqa: E731
+    else:
+        runner = {"serve": lambda: _serve(settings), "say": lambda: _say(args), "chat": lambda: _chat(args)}[args.command]
     try:
         return asyncio.run(runner())
     except KeyboardInterrupt:
