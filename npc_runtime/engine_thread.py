@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import weakref
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -20,6 +21,8 @@ from npc_runtime.errors import NpcError
 
 T = TypeVar("T")
 _DONE = object()
+#: Every engine thread alive (for the queue-depth metric).
+_ALL: "weakref.WeakSet[EngineThread]" = weakref.WeakSet()
 
 
 class EngineThread:
@@ -38,12 +41,35 @@ class EngineThread:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._stops: dict[threading.Event, object] = {}  # stop flag -> owner of the stream
         self.closed = False
+        self._pending = 0  # jobs submitted and not finished (queued + running)
+        self._lock = threading.Lock()
+        _ALL.add(self)
+
+    @property
+    def pending(self) -> int:
+        """Jobs waiting for the thread or running on it: this engine's queue depth."""
+        return self._pending
+
+    @staticmethod
+    def all() -> list["EngineThread"]:
+        return [t for t in list(_ALL) if not t.closed]
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        with self._lock:
+            self._pending += 1
+        job = self._executor.submit(fn, *args)
+        job.add_done_callback(self._job_done)
+        return job
+
+    def _job_done(self, _job: Future[Any]) -> None:
+        with self._lock:
+            self._pending -= 1
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` in the thread. A cancelled call still finishes there."""
         if self.closed:
             raise self._closed_error(f"the {self.name} engine is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        return await asyncio.wrap_future(self._submit(fn, *args))
 
     async def stream(self, work: Callable[[threading.Event, Callable[[object], None]], None], *,
                      owner: object = None) -> AsyncIterator[Any]:
@@ -72,7 +98,7 @@ class EngineThread:
                 emit(_DONE)
 
         self._stops[stop] = owner
-        job = self._executor.submit(run)
+        job = self._submit(run)
         try:
             while (item := await queue.get()) is not _DONE:
                 if isinstance(item, BaseException):

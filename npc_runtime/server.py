@@ -1,5 +1,7 @@
-"""The WebSocket server: one :class:`~npc_runtime.session.Session` per connection, plus
-``GET /healthz`` on the same port (200 once the models are warm, 503 before).
+"""The WebSocket server: one :class:`~npc_runtime.session.Session` per connection, plus on the same
+port ``GET /healthz`` (live: 200 while the process serves), ``GET /readyz`` (200 once the models are
+warm, 503 before) and ``GET /metrics`` (Prometheus). Over ``max_sessions`` open sessions, a new
+connection gets a ``busy`` error (fatal, retryable) and is closed.
 
 Each connection has a read pump (this handler: parse, hand to the session) and a write pump
 (drain the session's ordered outbox into the socket), both owned by a TaskGroup; when the
@@ -9,6 +11,7 @@ client goes away the session is closed and every task it owned is awaited.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http
 from typing import Any
 
@@ -19,6 +22,7 @@ from websockets.http11 import Request, Response
 
 from npc_runtime import protocol as p
 from npc_runtime.errors import ProtocolError
+from npc_runtime.metrics import CONTENT_TYPE
 from npc_runtime.session import Services, Session
 
 log = structlog.get_logger(__name__)
@@ -68,17 +72,41 @@ class NpcServer:
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path == "/healthz":
+            return connection.respond(http.HTTPStatus.OK, "ok\n")
+        if path == "/readyz":
             if self.services.ready.is_set():
-                return connection.respond(http.HTTPStatus.OK, "ok\n")
+                return connection.respond(http.HTTPStatus.OK, "ready\n")
             return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "warming up\n")
+        if path == "/metrics" and self.services.metrics is not None:
+            response = connection.respond(http.HTTPStatus.OK, "")
+            response.body = self.services.metrics.render()
+            for name, value in (("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(response.body)))):
+                del response.headers[name]  # Headers is a multi-dict: replace, do not add
+                response.headers[name] = value
+            return response
         if request.headers.get("Upgrade", "").lower() != "websocket":
-            return connection.respond(http.HTTPStatus.NOT_FOUND, "npc_runtime: connect with a WebSocket; GET /healthz for health\n")
+            return connection.respond(http.HTTPStatus.NOT_FOUND, "npc_runtime: connect with a WebSocket; GET /healthz, /readyz, /metrics\n")
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:
         structlog.contextvars.clear_contextvars()
+        metrics = self.services.metrics
+        if len(self.sessions) >= self.services.max_sessions:
+            log.warning("server full; connection refused", sessions=len(self.sessions))
+            if metrics is not None:
+                metrics.refused.inc()
+                metrics.error("busy")
+            busy = p.ErrorEvent(code="busy", message=f"the server is full ({self.services.max_sessions} sessions); retry shortly",
+                                retryable=True, fatal=True)
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(p.encode_event(busy))
+                await ws.close(1013, "server full")
+            return
         session = Session(self.services)
         self.sessions.add(session)
+        if metrics is not None:
+            metrics.sessions.inc()
+            metrics.sessions_active.inc()
         log.info("connection opened", session_id=session.id, peer=str(ws.remote_address))
         try:
             async with asyncio.TaskGroup() as tg:
@@ -90,6 +118,8 @@ class NpcServer:
                     writer.cancel()
         finally:
             self.sessions.discard(session)
+            if metrics is not None:
+                metrics.sessions_active.dec()
             log.info("connection closed", session_id=session.id)
 
     async def _read_pump(self, ws: ServerConnection, session: Session) -> None:

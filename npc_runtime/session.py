@@ -47,6 +47,7 @@ from npc_runtime.asr.listener import (
 )
 from npc_runtime.asr.vad import SileroVAD
 from npc_runtime.memory import MemoryEntry
+from npc_runtime.metrics import Metrics
 from npc_runtime.dialogue.prompt import HistoryEntry
 from npc_runtime.dialogue.turn import ActionOut, Dialogue, EmotionOut, SpeechDelta, TurnInput, TurnStats, allowed_verbs
 from npc_runtime.errors import NpcError, PersonaError, ProtocolError
@@ -54,6 +55,7 @@ from npc_runtime.persona.schema import Persona
 from npc_runtime.scene import Scene
 from npc_runtime.timeline import Timeline
 from npc_runtime.tts.base import TTS
+from npc_runtime.tts.filler import FillerCache
 from npc_runtime.tts.speaker import Speaker, SpokenChunk
 
 if TYPE_CHECKING:
@@ -129,6 +131,27 @@ class Services:
     memory: "MemoryStore | None" = None
     retrieval_k: int = 3
     retrieval_budget_ms: float = 150.0
+    metrics: Metrics | None = None
+    #: Time-to-first-audio target (ms) when the persona sets none, and the pre-synthesized fillers.
+    budget_ms: float = 1500.0
+    fillers: FillerCache | None = None
+    facts_max_chars: int = 600
+    #: Open sessions at most (the server refuses more with ``busy``).
+    max_sessions: int = 64
+
+
+def _cap_chars(texts: list[str], limit: int) -> list[str]:
+    """The passages, best first, within ``limit`` characters in all (the last one cut at a word)."""
+    out: list[str] = []
+    left = limit
+    for text in texts:
+        if left <= 40:
+            break
+        if len(text) > left:
+            text = text[:left].rsplit(" ", 1)[0] + "…"
+        out.append(text)
+        left -= len(text)
+    return out
 
 
 class Turn:
@@ -148,6 +171,8 @@ class Turn:
         self.actions: list[ActionOut] = []
         self.status = "completed"
         self.speaker = Speaker(session.tts) if session.audio_enabled and session.tts is not None else None
+        if self.speaker is not None:
+            self.speaker.on_unit = lambda: self.timeline.mark("first_clause")
         self.voice_failed = False
         self._interrupting = False
         #: Audio sent, with the text of each chunk (to know what a player heard).
@@ -159,6 +184,12 @@ class Turn:
         self.mark: tuple[float, float] | None = None
         self.first_audio_at: float | None = None
         self.ended = False
+        # the latency budget
+        latency = turn_input.persona.latency
+        self.budget_ms = float(latency.first_audio_ms or session.services.budget_ms)
+        self.filler_played = False
+        self._filler_seqs: set[int] = set()
+        self._voice_lock = asyncio.Lock()
         self.task: asyncio.Task[None] = asyncio.create_task(self._run(), name=f"turn-{response_id}")
 
     async def interrupt(self) -> None:
@@ -184,12 +215,20 @@ class Turn:
         except NpcError as exc:
             error, self.status = exc, "failed"
         self.timeline.mark("end")
-        log.info("turn ended", status=self.status, chunks=self.stats.chunks, dropped_tags=self.stats.dropped_tags)
+        log.info("turn ended", status=self.status, trigger=self.trigger, chunks=self.stats.chunks,
+                 dropped_tags=self.stats.dropped_tags, timings=self.timeline.as_ms())
         if error is not None:
             log.warning("turn failed", code=error.code)
             await emit(p.ErrorEvent(response_id=self.id, code=error.code, message=error.message, retryable=error.retryable))
         self.ended = True
-        await emit(self._end_event(error))
+        end = self._end_event(error)
+        metrics = self.session.services.metrics
+        if metrics is not None:
+            metrics.turn_done(self.trigger, self.status, end.timings)
+            cause = self.budget_cause(end.timings)
+            if cause is not None:
+                metrics.budget_misses.labels(cause=cause).inc()
+        await emit(end)
         self.session.finish_turn(self)
 
     async def _retrieve(self) -> None:
@@ -197,13 +236,47 @@ class Turn:
         services = self.session.services
         if services.knowledge is None or not self.query:
             return
-        self.sources = await services.knowledge.retrieve(
-            self.input.persona, self.query, k=services.retrieval_k, budget_ms=services.retrieval_budget_ms)
+        left = self.budget_ms - self.timeline.elapsed_ms()
+        if left <= 0:  # already late (slow recognition): answer without passages
+            log.info("retrieval skipped: over budget", over_ms=round(-left))
+            return
+        budget = min(services.retrieval_budget_ms, max(20.0, 0.2 * left))
+        self.sources = await services.knowledge.retrieve(self.input.persona, self.query, k=services.retrieval_k, budget_ms=budget)
         self.timeline.mark("retrieval")
-        if self.sources:
-            self.input = dataclasses.replace(self.input, facts=tuple(p.text for p in self.sources))
+        facts = _cap_chars([p.text for p in self.sources], services.facts_max_chars)
+        self.sources = self.sources[: len(facts)]
+        if facts:
+            self.input = dataclasses.replace(self.input, facts=tuple(facts))
 
     async def _generate(self) -> None:
+        filler = asyncio.create_task(self._filler_when_late(), name=f"filler-{self.id}") if self.speaking else None
+        try:
+            await self._generate_reply()
+        finally:
+            if filler is not None:
+                filler.cancel()
+                await asyncio.gather(filler, return_exceptions=True)
+
+    async def _filler_when_late(self) -> None:
+        """Nothing to say yet close to the budget: say the persona's filler (pre-synthesized) so the player
+        is not left in silence; the reply follows it on the audio timeline."""
+        services, persona = self.session.services, self.input.persona
+        if services.fillers is None or not persona.latency.filler or self.session.tts is None:
+            return
+        await asyncio.sleep(max(0.0, 0.75 * self.budget_ms - self.timeline.elapsed_ms()) / 1000.0)
+        synths = services.fillers.get(self.session.tts, persona.latency.filler)
+        if not synths or self.speaker is None:
+            return
+        async with self._voice_lock:
+            if self.spoken:
+                return  # the reply made it in time
+            self.filler_played = True
+            log.info("filler", budget_ms=self.budget_ms, elapsed_ms=round(self.timeline.elapsed_ms()))
+            for chunk in self.speaker.play(synths):
+                self._filler_seqs.add(chunk.seq)
+                await self._send_chunk(chunk)
+
+    async def _generate_reply(self) -> None:
         await self._retrieve()
         agen = self.session.services.dialogue.respond(self.input, timeline=self.timeline, stats=self.stats)
         try:
@@ -245,22 +318,29 @@ class Turn:
         """Send synthesized audio: a ``response.audio`` event, then its binary frame. A TTS
         failure is reported once and the rest of the reply goes on as text only."""
         try:
-            async for chunk in chunks:
-                self.timeline.mark("first_audio")
-                if self.first_audio_at is None:
-                    self.first_audio_at = self.session.clock()
-                self.spoken.append(chunk)
-                await self.session.emit(p.AudioChunkEvent(
-                    response_id=self.id, speaker=self.speaker_id, sample_rate=self.speaker.sample_rate if self.speaker else None, seq=chunk.seq, start_ms=round(chunk.start_ms, 3), samples=chunk.samples,
-                    visemes=[p.VisemeCueMsg(viseme=c.viseme, start_ms=round(c.start_ms, 3), end_ms=round(c.end_ms, 3)) for c in chunk.cues],
-                ))
-                await self.session.emit(chunk.pcm)
+            async with self._voice_lock:
+                async for chunk in chunks:
+                    self.timeline.mark("first_speech")
+                    await self._send_chunk(chunk)
         except NpcError as exc:
             log.warning("tts failed; continuing as text", code=exc.code)
             await self.session.emit(p.ErrorEvent(response_id=self.id, code=exc.code, message=exc.message, retryable=exc.retryable))
             self.voice_failed = True
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
+
+    async def _send_chunk(self, chunk: SpokenChunk) -> None:
+        """One audio chunk to the client: its ``response.audio`` event, then the binary frame."""
+        self.timeline.mark("first_audio")
+        if self.first_audio_at is None:
+            self.first_audio_at = self.session.clock()
+        self.spoken.append(chunk)
+        await self.session.emit(p.AudioChunkEvent(
+            response_id=self.id, speaker=self.speaker_id, sample_rate=chunk.sample_rate or None, seq=chunk.seq,
+            start_ms=round(chunk.start_ms, 3), samples=chunk.samples,
+            visemes=[p.VisemeCueMsg(viseme=c.viseme, start_ms=round(c.start_ms, 3), end_ms=round(c.end_ms, 3)) for c in chunk.cues],
+        ))
+        await self.session.emit(chunk.pcm)
 
     @property
     def speaker_id(self) -> str:
@@ -277,6 +357,9 @@ class Turn:
     def _end_event(self, error: NpcError | None) -> p.ResponseEnd:
         timings: dict[str, float] = self.timeline.as_ms()
         timings["chunks"] = float(self.stats.chunks)
+        timings["budget"] = self.budget_ms
+        timings["budget_missed"] = float(self.budget_cause(timings) is not None)
+        timings["filler"] = float(self.filler_played)
         return p.ResponseEnd(
             response_id=self.id, speaker=self.speaker_id,
             status=self.status,
@@ -292,6 +375,22 @@ class Turn:
         )
 
     # -- what the player heard
+
+    def budget_cause(self, t: dict[str, float]) -> str | None:
+        """None when the player heard something (text, without audio) within the budget; else the stage that
+        took longest: asr, retrieval, llm (waiting for it, reading the prompt, the first token), tts."""
+        if self.status != "completed":
+            return None
+        first = t.get("first_audio") if self.speaker is not None and not self.voice_failed else t.get("first_text")
+        if first is not None and first <= self.budget_ms:
+            return None
+        asr = t.get("transcript_final", 0.0)
+        retrieved = t.get("retrieval", asr)
+        # the LLM's share runs until the first speakable clause is complete (or the first text, without audio)
+        clause = t.get("first_clause", t.get("first_text", t.get("first_token", retrieved)))
+        stages = {"asr": asr, "retrieval": retrieved - asr, "llm": clause - retrieved,
+                  "tts": (first - clause) if first is not None else 0.0}
+        return max(stages, key=lambda k: stages[k])
 
     @property
     def audio_ms(self) -> float:
@@ -309,7 +408,7 @@ class Turn:
         heard = self.heard_ms
         if heard is None:
             return None
-        return " ".join(t for t in (c.heard_text(heard) for c in self.spoken) if t)
+        return " ".join(t for t in (c.heard_text(heard) for c in self.spoken if c.seq not in self._filler_seqs) if t)
 
     def playing_until(self) -> float:
         """Estimated clock time at which the client's playback of this response ends."""
@@ -376,6 +475,8 @@ class Session:
 
     async def emit(self, event: Any) -> None:
         if self.state is not State.CLOSED:
+            if isinstance(event, p.ErrorEvent) and self.services.metrics is not None:
+                self.services.metrics.error(event.code)
             await self.outbox.put(event)
 
     async def send_error(self, exc: NpcError, ref: str | None = None) -> None:
@@ -480,6 +581,12 @@ class Session:
             await self.services.dialogue.prepare(persona, scene, player_name=self.player.name)
         except NpcError as exc:
             log.warning("prefill failed", code=exc.code)
+        fillers = self.services.fillers
+        if fillers is not None and self.tts is not None and self.audio_enabled and persona.latency.filler:
+            try:
+                await fillers.ensure(self.tts, persona.latency.filler)
+            except NpcError as exc:
+                log.warning("filler synthesis failed", code=exc.code)
 
     def _current_persona(self) -> Persona:
         """The latest good version of the persona (hot reload); the session's own if it vanished."""

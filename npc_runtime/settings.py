@@ -42,5 +42,11 @@ class Settings(BaseSettings):
     memory: bool = Field(default=True, description="Remember conversations per player and character (SQLite in data_dir).")
     memory_keep_recent: int = Field(default=16, ge=2, le=200, description="Turns kept verbatim; older ones are folded into a summary.")
 
+    first_audio_budget_ms: int = Field(default=1500, ge=100, description="Target time to first audio per turn (personas may set their own); a turn about to miss it plays a filler.")
+    facts_max_chars: int = Field(default=600, ge=0, description="Knowledge passages given to the model per turn, in characters at most (they cost prompt time).")
+    max_sessions: int = Field(default=64, ge=1, description="Open sessions at most; more connections get a busy error and are closed.")
+    llm_concurrency: int = Field(default=0, ge=0, description="Generations at once (0: 1 for the embedded engine, 8 for vLLM).")
+    llm_max_waiting: int = Field(default=8, ge=0, description="Turns allowed to wait for the LLM; the next ones fail at once with busy.")
+
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -11,6 +11,9 @@ import structlog
 from npc_runtime.asr.base import ASR
 from npc_runtime.asr.vad import SileroVAD
 from npc_runtime.dialogue.turn import Dialogue
+from npc_runtime.gate import Gate
+from npc_runtime.llm.gated import GatedLLM
+from npc_runtime.metrics import Metrics
 from npc_runtime.errors import NpcError
 from npc_runtime.llm.base import LLM
 from npc_runtime.persona.registry import PersonaRegistry
@@ -179,9 +182,12 @@ async def build_runtime(settings: Settings, *, llm: LLM | None = None) -> Runtim
     personas = PersonaRegistry(settings.characters_dir, poll_interval=settings.persona_poll_s)
     await personas.start()
     engine = llm or build_llm(settings)
+    limit = settings.llm_concurrency or (8 if settings.llm == "vllm" else 1)
+    gated = GatedLLM(engine, Gate("LLM", limit=limit, max_waiting=settings.llm_max_waiting))
     voices = VoiceBank(settings)
     asr, asr_partial, vad = build_asr(settings)
-    services = Services(personas=personas, dialogue=Dialogue(llm=engine), voices=voices, asr=asr, vad=vad, asr_partial=asr_partial,
+    services = Services(personas=personas, dialogue=Dialogue(llm=gated), voices=voices, asr=asr, vad=vad, asr_partial=asr_partial,
                         knowledge=build_knowledge(settings), memory=build_memory(settings),
-                        retrieval_k=settings.retrieval_k, retrieval_budget_ms=settings.retrieval_budget_ms)
+                        retrieval_k=settings.retrieval_k, retrieval_budget_ms=settings.retrieval_budget_ms,
+                        metrics=Metrics(), max_sessions=settings.max_sessions)
     return Runtime(settings=settings, personas=personas, llm=engine, services=services, voices=voices)

@@ -117,7 +117,7 @@ def _wait_healthy(port: int, proc: subprocess.Popen[str], timeout: float = 120) 
     while time.monotonic() < deadline:
         assert proc.poll() is None, "npc serve exited early"
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
                 seen.append(resp.status)
                 return seen
         except urllib.error.HTTPError as exc:

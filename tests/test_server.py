@@ -17,6 +17,7 @@ from npc_runtime import protocol as p
 from npc_runtime.client import NpcClient, ServerError
 from npc_runtime.dialogue.turn import Dialogue
 from npc_runtime.llm.fake import FakeLLM
+from npc_runtime.metrics import Metrics
 from npc_runtime.server import NpcServer
 from npc_runtime.session import Services
 from npc_runtime.persona.registry import PersonaRegistry
@@ -29,7 +30,7 @@ async def server() -> AsyncIterator[NpcServer]:
     personas = PersonaRegistry(CHARACTERS, poll_interval=0.05)
     await personas.start()
     llm = FakeLLM(["Here you go. [give chopsticks player]"], token_delay=0.01)
-    services = Services(personas=personas, dialogue=Dialogue(llm=llm))
+    services = Services(personas=personas, dialogue=Dialogue(llm=llm), metrics=Metrics())
     srv = NpcServer(services, host="127.0.0.1", port=0)
     await srv.start()
     try:
@@ -47,11 +48,24 @@ def _http_get(url: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-async def test_healthz_turns_200_when_ready(server: NpcServer) -> None:
-    url = f"http://127.0.0.1:{server.port}/healthz"
-    assert (await asyncio.to_thread(_http_get, url))[0] == 503
+async def test_healthz_live_readyz_when_warm_and_metrics(server: NpcServer) -> None:
+    base = f"http://127.0.0.1:{server.port}"
+    assert await asyncio.to_thread(_http_get, f"{base}/healthz") == (200, "ok\n")
+    assert (await asyncio.to_thread(_http_get, f"{base}/readyz"))[0] == 503
     server.services.ready.set()
-    assert await asyncio.to_thread(_http_get, url) == (200, "ok\n")
+    assert await asyncio.to_thread(_http_get, f"{base}/readyz") == (200, "ready\n")
+    async with NpcClient.connect(server.url) as client:
+        await client.start_session("jin", scene=scene_dict("ramen_shop.json"))
+        [e async for e in client.say("Chopsticks?")]
+        await client.send_raw("{nope")
+        await client.recv(timeout=5)
+        status, text = await asyncio.to_thread(_http_get, f"{base}/metrics")
+    assert status == 200
+    assert "npc_sessions_active 1.0" in text
+    assert 'npc_turns_total{status="completed",trigger="text"} 1.0' in text
+    assert 'npc_turn_stage_seconds_count{stage="first_text"} 1.0' in text
+    assert 'npc_errors_total{code="bad_json"} 1.0' in text
+    assert "npc_engine_queue_depth" in text
     assert (await asyncio.to_thread(_http_get, f"http://127.0.0.1:{server.port}/nothing"))[0] == 404
 
 
@@ -172,3 +186,43 @@ async def test_persona_files_reload_live_and_a_broken_edit_keeps_the_last_good(t
     finally:
         await srv.aclose()
         await personas.aclose()
+
+
+async def test_overload_gets_busy_and_the_admitted_sessions_finish() -> None:
+    """Past max_sessions a connection gets `busy` (fatal, retryable) and is closed; past the LLM's waiting
+    line a turn fails at once with `busy`; the admitted ones finish; nothing hangs."""
+    from npc_runtime.gate import Gate
+    from npc_runtime.llm.gated import GatedLLM
+
+    personas = PersonaRegistry(CHARACTERS, poll_interval=5.0)
+    await personas.start()
+    llm = GatedLLM(FakeLLM(["One two three four five six seven eight."], token_delay=0.05), Gate("LLM", limit=1, max_waiting=1))
+    services = Services(personas=personas, dialogue=Dialogue(llm=llm), metrics=Metrics(), max_sessions=3)
+    services.ready.set()
+    srv = NpcServer(services, host="127.0.0.1", port=0)
+    await srv.start()
+    try:
+        async with asyncio.timeout(60):
+            async with NpcClient.connect(srv.url) as a, NpcClient.connect(srv.url) as b, NpcClient.connect(srv.url) as c:
+                for client in (a, b, c):
+                    await client.start_session("jin", options={"text_only": True})
+                async with connect(srv.url) as refused:  # the fourth: the server is full
+                    event = p.parse_server_event(await refused.recv())
+                    assert (event.code, event.fatal, event.retryable) == ("busy", True, True)
+                    await refused.wait_closed()
+                    assert refused.close_code == 1013
+                ends = await asyncio.gather(*[_say(client, "Count for me.") for client in (a, b, c)])
+        statuses = sorted((e.status, e.error) for e in ends)
+        assert statuses == [("completed", None), ("completed", None), ("failed", "busy")], statuses
+        status, text = await asyncio.to_thread(_http_get, f"http://127.0.0.1:{srv.port}/metrics")
+        assert "npc_sessions_refused_total 1.0" in text and 'npc_errors_total{code="busy"} 2.0' in text
+    finally:
+        await srv.aclose()
+        await personas.aclose()
+
+
+async def _say(client: NpcClient, text: str) -> p.ResponseEnd:
+    events = [e async for e in client.say(text)]
+    end = [e for e in events if isinstance(e, p.ResponseEnd)]
+    assert end, events
+    return end[-1]

@@ -43,6 +43,11 @@ class ListenSettings(_Strict):
     barge_in_ms: int = Field(default=500, ge=0, le=5000, description="Speech over the character shorter than this (ms) is a backchannel ('uh-huh', 'mm') and does not interrupt it; 0 interrupts at once.")
 
 
+class LatencySettings(_Strict):
+    first_audio_ms: int | None = Field(default=None, ge=100, le=10000, description="Target time to first audio (ms from the player's line or the end of their voice); default: the server's.")
+    filler: str | None = Field(default="Hmm, let me see.", max_length=80, description="Said (pre-synthesized) when the reply would miss the target; null: never.")
+
+
 class LLMSettings(_Strict):
     temperature: float = Field(default=0.6, ge=0.0, le=2.0)
     top_p: float = Field(default=0.9, gt=0.0, le=1.0)
@@ -72,6 +77,7 @@ class Persona(_Strict):
     use_world_knowledge: bool = Field(default=True, description="Use the shared knowledge/world/ folder.")
     llm: LLMSettings = Field(default_factory=LLMSettings)
     listen: ListenSettings = Field(default_factory=ListenSettings, description="Voice input: end of turn and barge-in.")
+    latency: LatencySettings = Field(default_factory=LatencySettings, description="Time-to-first-audio budget and its filler line.")
     examples: list[Example] = Field(default_factory=list, max_length=12, description="Few-shot exchanges, part of the cached prompt prefix.")
 
     @field_validator("actions")

@@ -10,11 +10,11 @@ Cancel-safe: cancelling the caller closes the engine's stream, which stops at it
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from npc_runtime.tts.base import TTS
+from npc_runtime.tts.base import TTS, SynthChunk
 from npc_runtime.tts.clauses import ClauseSplitter
 from npc_runtime.tts.visemes import VisemeCue, phonemes_to_cues, word_end_samples
 
@@ -62,6 +62,8 @@ class Speaker:
         self.splitter = splitter or ClauseSplitter()
         self.position_samples = 0
         self._seq = 0
+        #: Called when a speakable unit (a clause) is complete and goes to the engine.
+        self.on_unit: Callable[[], None] | None = None
 
     @property
     def position_ms(self) -> float:
@@ -80,18 +82,27 @@ class Speaker:
             async for chunk in self._speak(unit):
                 yield chunk
 
+    def play(self, synths: Sequence[SynthChunk]) -> list[SpokenChunk]:
+        """Place already synthesized audio (a cached filler) at the current position."""
+        return [self._place(s) for s in synths if s.samples]
+
     async def _speak(self, unit: str) -> AsyncIterator[SpokenChunk]:
+        if self.on_unit is not None:
+            self.on_unit()
         async with aclosing(self.tts.synthesize(unit)) as stream:
             async for synth in stream:
                 if synth.samples == 0:
                     continue
-                cues = phonemes_to_cues(synth.phonemes, synth.sample_rate, offset_samples=self.position_samples)
-                ends = word_end_samples(synth.phonemes, offset_samples=self.position_samples)
-                chunk = SpokenChunk(
-                    seq=self._seq, start_ms=self.position_ms, samples=synth.samples, pcm=synth.pcm,
-                    cues=tuple(cues), text=synth.text,
-                    word_ends_ms=tuple(e * 1000.0 / synth.sample_rate for e in ends), sample_rate=synth.sample_rate,
-                )
-                self._seq += 1
-                self.position_samples += synth.samples
-                yield chunk
+                yield self._place(synth)
+
+    def _place(self, synth: SynthChunk) -> SpokenChunk:
+        cues = phonemes_to_cues(synth.phonemes, synth.sample_rate, offset_samples=self.position_samples)
+        ends = word_end_samples(synth.phonemes, offset_samples=self.position_samples)
+        chunk = SpokenChunk(
+            seq=self._seq, start_ms=self.position_ms, samples=synth.samples, pcm=synth.pcm,
+            cues=tuple(cues), text=synth.text,
+            word_ends_ms=tuple(e * 1000.0 / synth.sample_rate for e in ends), sample_rate=synth.sample_rate,
+        )
+        self._seq += 1
+        self.position_samples += synth.samples
+        return chunk

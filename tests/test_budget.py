@@ -1,0 +1,78 @@
+"""The time-to-first-audio budget over the real server, with real speech (espeak-ng) and a scripted LLM
+whose first word is slow: a filler line (pre-synthesized) fills the silence, the reply follows it on the
+audio timeline, misses are counted by cause in /metrics, and the filler stays out of the history."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest_asyncio
+
+from npc_runtime import protocol as p
+from npc_runtime.client import AudioFrame, NpcClient
+from npc_runtime.dialogue.turn import Dialogue
+from npc_runtime.llm.fake import FakeLLM
+from npc_runtime.metrics import Metrics
+from npc_runtime.persona.registry import PersonaRegistry
+from npc_runtime.server import NpcServer
+from npc_runtime.session import Services
+from npc_runtime.tts.espeak import EspeakTTS
+from npc_runtime.tts.filler import FillerCache
+
+from conftest import CHARACTERS
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def slow_server() -> AsyncIterator[tuple[NpcServer, Services]]:
+    personas = PersonaRegistry(CHARACTERS, poll_interval=5.0)
+    await personas.start()
+    tts = EspeakTTS(voice="en-us")
+    services = Services(personas=personas, dialogue=Dialogue(llm=FakeLLM(["Right away, friend."], token_delay=0.6)),
+                        tts=tts, metrics=Metrics(), budget_ms=400.0, fillers=FillerCache())
+    services.ready.set()
+    server = NpcServer(services, host="127.0.0.1", port=0)
+    await server.start()
+    try:
+        yield server, services
+    finally:
+        await server.aclose()
+        await tts.aclose()
+        await personas.aclose()
+
+
+async def turn(client: NpcClient, text: str) -> list[Any]:
+    return [e async for e in client.say(text)]
+
+
+async def test_a_late_reply_starts_with_the_filler(slow_server: tuple[NpcServer, Services]) -> None:
+    server, services = slow_server
+    async with NpcClient.connect(server.url) as client:
+        await client.start_session("jin")
+        await asyncio.sleep(0.5)  # the session-start preparation synthesizes the filler
+        events = await turn(client, "Can I get a bowl?")
+        session = next(iter(server.sessions))
+        history = [h.text for h in session.history]
+    audio = [e for e in events if isinstance(e, p.AudioChunkEvent)]
+    end = events[-1]
+    assert isinstance(end, p.ResponseEnd) and end.status == "completed"
+    assert end.timings["filler"] == 1.0 and end.timings["budget"] == 400.0
+    assert end.timings["first_audio"] < end.timings["first_speech"]  # the filler came first
+    assert end.timings["first_audio"] <= 400.0 + 150.0  # near the budget, not after the slow first word
+    assert audio[0].seq == 0 and audio[1].start_ms > 0 and sum(isinstance(e, AudioFrame) for e in events) == len(audio)
+    assert end.text == "Right away, friend." and history[-1] == "Right away, friend."  # the filler is not in the text or history
+    assert end.timings["budget_missed"] == 0.0
+
+
+async def test_misses_are_counted_by_cause(slow_server: tuple[NpcServer, Services]) -> None:
+    server, services = slow_server
+    services.fillers = None  # no filler: the slow first word misses the budget
+    async with NpcClient.connect(server.url) as client:
+        await client.start_session("jin")
+        events = await turn(client, "Can I get a bowl?")
+    end = events[-1]
+    assert end.timings["budget_missed"] == 1.0 and end.timings["filler"] == 0.0
+    text = await asyncio.to_thread(lambda: urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5).read().decode())
+    assert "npc_budget_misses_total{cause=\"llm\"} 1.0" in text, [l for l in text.splitlines() if "budget" in l]
