@@ -107,6 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--no-judge", action="store_true", help="skip scoring")
     _add_runtime_flags(sim)
 
+    be = sub.add_parser("bench", help="load test: N clients x M turns (text, or real speech in real time), p50/p95/p99 per stage, a plot")
+    be.add_argument("--clients", type=int, default=4)
+    be.add_argument("--turns", type=int, default=5)
+    be.add_argument("--mode", choices=["text", "audio"], default="text")
+    be.add_argument("--out", type=Path, default=Path("bench-out"), help="folder for bench.json and bench.png (default bench-out)")
+    be.add_argument("--server", help="ws://HOST:PORT of a running server (default: in-process)")
+    be.add_argument("--character", default="jin")
+    be.add_argument("--scene", type=Path, help="scene JSON (default: the ramen shop)")
+    be.add_argument("--warmup", type=int, default=1, help="uncounted turns per client first (0: measure the cold turn too)")
+    _add_runtime_flags(be)
+
     k = sub.add_parser("check", help="validate persona files (and scenarios/ when it exists)")
     k.add_argument("dir", nargs="?", type=Path, default=Path("characters"))
     k.add_argument("--scenarios", type=Path, help="also validate this scenario folder (default: scenarios/, when checking characters/)")
@@ -381,10 +392,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         st = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
         npc_log.configure(level="warning", fmt=st.log_format)
         return memory_main(args.action, args.player, args.character, path=st.data_dir / "memory.sqlite3", all_entries=args.all)
-    quiet = args.command in ("say", "chat", "simulate")
+    quiet = args.command in ("say", "chat", "simulate", "bench")
     settings = _settings(args, **({"log_level": args.log_level or "warning"} if quiet else {}))
     npc_log.configure(level=settings.log_level, fmt=settings.log_format)
-    if args.command == "simulate":
+    if args.command == "bench":
+        from npc_runtime.bench import bench_main
+
+        runner = lambda: bench_main(clients=args.clients, turns=args.turns, mode=args.mode, out=args.out,  # noqa: E731
+                                    server=args.server, settings=settings, character=args.character, scene=args.scene,
+                                    warmup=args.warmup)
+    elif args.command == "simulate":
         from npc_runtime.sim.cli import simulate_main
 
         args.settings = settings

@@ -22,6 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+
+#: The connection errors a caller may want to tell apart (re-exported: only this module touches websockets).
+__all__ = ["AudioFrame", "ConnectionClosed", "InvalidStatus", "NpcClient", "ServerError", "WebSocketException"]
 
 from npc_runtime import protocol as p
 from npc_runtime.scene import Scene

@@ -149,3 +149,12 @@ class SileroVAD:
 
     def _free(self) -> None:
         self._session = None
+
+
+def speech_spans_16k(audio: np.ndarray, *, min_silence_ms: int = 200) -> list[tuple[int, int]]:
+    """Offline speech spans (sample indices) of 16 kHz float audio, by faster-whisper's Silero helper (a
+    blocking call: for tools and benchmarks, not the server's event loop)."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    spans = get_speech_timestamps(audio, VadOptions(min_silence_duration_ms=min_silence_ms, speech_pad_ms=0))
+    return [(int(s["start"]), int(s["end"])) for s in spans]

@@ -1,0 +1,112 @@
+"""``npc bench``: run the load, write ``bench.json`` and ``bench.png``, print the summary."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from npc_runtime import protocol as p
+from npc_runtime.bench import report as rep
+from npc_runtime.bench.driver import LoadPlan, Mode, TurnRow, run_client
+from npc_runtime.bench.lines import RAMEN_SCENE, TEXT_LINES, WARMUP_LINE, load_utterances
+from npc_runtime.bench.plot import write_plot
+from npc_runtime.settings import Settings
+
+#: Settings worth recording with the figures (never secrets such as ``vllm_api_key``).
+_SETTINGS_SHOWN = ("llm", "model_path", "vllm_url", "vllm_model", "tts", "tts_voice", "asr", "rag", "memory",
+                   "llm_threads", "max_sessions", "llm_concurrency", "llm_max_waiting")
+
+
+@asynccontextmanager
+async def _target(server: str | None, settings: Settings) -> AsyncIterator[str]:
+    """``server``, or a runtime started in-process on loopback and warmed (its URL)."""
+    if server is not None:
+        yield server
+        return
+    from npc_runtime.server import NpcServer
+    from npc_runtime.wiring import build_runtime
+
+    runtime = await build_runtime(settings)
+    srv = NpcServer(runtime.services, host="127.0.0.1", port=0)
+    try:
+        await srv.start()
+        await runtime.warm()
+        yield srv.url
+    finally:
+        await srv.aclose()
+        await runtime.aclose()
+
+
+async def run_load(plan: LoadPlan, *, progress: bool = True) -> tuple[list[TurnRow], dict[str, Any]]:
+    """Run every client at once; returns the measured rows and what the server said of itself
+    (the first ``session.ready``). Shows a tqdm bar on stderr (when it is a terminal)."""
+    from tqdm import tqdm
+
+    rows: list[TurnRow] = []
+    server: dict[str, Any] = {}
+    with tqdm(total=plan.clients * plan.turns, desc=f"bench {plan.mode}", unit="turn", file=sys.stderr,
+              disable=None if progress else True, leave=False) as bar:
+
+        def record(row: TurnRow) -> None:
+            rows.append(row)
+            bar.update(1)
+            problems = sum(1 for r in rows if r.status not in ("completed", "interrupted"))
+            if problems:
+                bar.set_postfix(failed=problems, refresh=False)
+
+        def ready(event: p.SessionReady) -> None:
+            if not server:
+                server.update(event.model_dump(
+                    mode="json", include={"protocol", "character", "audio", "audio_in", "listen", "actions"}))
+
+        async with asyncio.TaskGroup() as group:
+            for i in range(plan.clients):
+                group.create_task(run_client(i, plan, record, ready), name=f"bench-client-{i}")
+    return rows, server
+
+
+async def bench_main(*, clients: int, turns: int, mode: Mode, out: Path, server: str | None, settings: Settings,
+                     character: str = "jin", scene: Path | None = None, warmup: int = 1, seed: int = 1,
+                     turn_timeout: float = 120.0) -> int:
+    """Run the bench; write ``out/bench.json`` and ``out/bench.png``; print the summary table.
+
+    ``server``: a ``ws://`` URL, or None to start the runtime in-process from ``settings``.
+    Returns 0 when at least one turn was answered, 1 when none was, 2 on bad arguments.
+    Refusals (``busy``), errors and timeouts are counted, never fatal.
+    """
+    if clients < 1 or turns < 1 or warmup < 0 or mode not in ("text", "audio"):
+        print("npc bench: --clients and --turns must be at least 1, --mode text or audio", file=sys.stderr)
+        return 2
+    try:
+        scene_dict = json.loads(scene.read_text(encoding="utf-8")) if scene is not None else RAMEN_SCENE
+    except (OSError, ValueError) as exc:
+        print(f"npc bench: cannot read scene {scene}: {exc}", file=sys.stderr)
+        return 2
+    if mode == "audio":
+        warm_line, lines = await load_utterances()
+        plan_lines: Any = lines
+    else:
+        warm_line, plan_lines = WARMUP_LINE, TEXT_LINES
+    config: dict[str, Any] = {
+        "clients": clients, "turns": turns, "mode": mode, "warmup": warmup, "seed": seed, "character": character,
+        "scene": scene_dict.get("name"), "server": server or "in-process", "turn_timeout_s": turn_timeout,
+        "lines": [getattr(x, "name", x) for x in plan_lines],
+    }
+    if server is None:
+        config["settings"] = settings.model_dump(mode="json", include=set(_SETTINGS_SHOWN))
+    async with _target(server, settings) as url:
+        plan = LoadPlan(url=url, mode=mode, clients=clients, turns=turns, warmup=warmup, character=character,
+                        scene=scene_dict, seed=seed, lines=plan_lines, warmup_line=warm_line, turn_timeout=turn_timeout)
+        rows, server_info = await run_load(plan)
+    report = rep.build(config, server_info, rows)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    await asyncio.to_thread(write_plot, report, out / "bench.png")
+    print(rep.table(report))
+    print(f"wrote {out / 'bench.json'} and {out / 'bench.png'}")
+    return 0 if report["throughput"]["answered"] else 1
