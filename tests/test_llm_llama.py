@@ -210,3 +210,24 @@ async def test_chat_template_is_the_gguf_one(llama_engine) -> None:  # noqa: F81
     assert "'<|im_start|>assistant\n'" in template and DEFAULT_SYSTEM in template
     rendered = render_chatml([ChatMessage("system", "S"), ChatMessage("user", "U")], add_generation_prompt=True)
     assert rendered == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n"
+
+
+async def test_a_session_comes_back_warm_after_another_spoke(llama_engine) -> None:  # noqa: F811
+    """Two conversations of one character alternate: each one's context is saved after its turn and
+    restored on its next, so its history is not read again."""
+    history = [ChatMessage("user", "Hello there, I'm Kai, a courier from the docks."),
+               ChatMessage("assistant", "Welcome, friend. Sit anywhere you like, the broth is hot tonight.")] * 4
+
+    def request(session: str, question: str) -> GenerationRequest:
+        base = persona_request(PERSONA_A, "jin-test", question)
+        messages = [*base.messages[:1], *history, *base.messages[1:]]
+        return GenerationRequest(messages=messages, max_tokens=8, temperature=0.0, prefix_messages=1, cache_key="jin-test",
+                                 session_key=session)
+
+    await collect(llama_engine, request("s1", "What is good tonight?"))
+    await collect(llama_engine, request("s2", "Anything spicy?"))          # another conversation: s1's context is gone
+    await collect(llama_engine, request("s1", "What is good tonight? And to drink?"))
+    s = llama_engine.stats
+    print(f"\nsession restore: prompt {s.prompt_tokens}, reused {s.reused_tokens}, evaluated {s.evaluated_tokens}")
+    assert s.prefix == "session"
+    assert s.evaluated_tokens < 30 < s.reused_tokens  # only the new line is read

@@ -39,6 +39,8 @@ class TurnInput:
     facts: Sequence[str] = ()
     #: Session-specific instructions (a simulation's role brief).
     brief: str = ""
+    #: The conversation's id, so the backend can keep its state between this session's turns.
+    session_key: str | None = None
 
 
 #: What :meth:`Dialogue.respond` yields: the tag parser's pieces (speech text never empty).
@@ -82,6 +84,7 @@ class Dialogue:
             seed=turn.seed,
             prefix_messages=prefix_len,
             cache_key=prefix_key(persona, scene),
+            session_key=turn.session_key,
         )
 
     async def prepare(self, persona: Persona, scene: Scene, *, player_name: str | None) -> None:

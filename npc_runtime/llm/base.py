@@ -38,6 +38,9 @@ class GenerationRequest:
     seed: int | None = None
     prefix_messages: int = 0
     cache_key: str | None = None
+    #: The conversation this request continues: the backend may keep its state between turns (llama.cpp
+    #: saves the context per session, so a session that comes back after another one spoke is warm).
+    session_key: str | None = None
     stop: tuple[str, ...] = field(default=())
 
 

@@ -151,11 +151,13 @@ def _captured_output() -> Iterator[list[str]]:
 class _Worker:
     """Owns the ``Llama`` object. Not thread-safe: call only from the engine thread."""
 
-    def __init__(self, config: dict[str, Any], max_prefix_states: int) -> None:
-        self.config, self.max_prefix_states = config, max_prefix_states
+    def __init__(self, config: dict[str, Any], max_prefix_states: int, max_session_states: int = 16) -> None:
+        self.config, self.max_prefix_states, self.max_session_states = config, max_prefix_states, max_session_states
         self.llm: Any = None
         self.lib: Any = None
         self.states: OrderedDict[str, _PrefixState] = OrderedDict()
+        #: The whole context after each session's last turn (LRU): restoring it beats re-reading the history.
+        self.sessions: OrderedDict[str, _PrefixState] = OrderedDict()
         self.grammars: OrderedDict[str, str | None] = OrderedDict()  # grammar -> error or None
         self.stats = LlamaStats()
 
@@ -173,6 +175,7 @@ class _Worker:
 
     def close(self) -> None:
         self.states.clear()
+        self.sessions.clear()
         if self.llm is not None:
             self.llm.close()
             self.llm = None
@@ -289,7 +292,9 @@ class _Worker:
             raise LLMRejected(f"the prompt has {len(tokens)} tokens; the context holds {self.config['n_ctx']}")
         stats = self.stats = LlamaStats(prompt_tokens=len(tokens), prefix_tokens=n_prefix)
         evaluated_before = 0
-        if request.cache_key and n_prefix:
+        if self._restore_session(request.session_key, tokens, n_prefix):
+            stats.prefix = "session"
+        elif request.cache_key and n_prefix:
             common = self._common_prefix(tokens[:n_prefix])
             stats.prefix = self.prepare_prefix(request.cache_key, tokens[:n_prefix])
             evaluated_before = n_prefix - common if stats.prefix == "saved" else 0
@@ -315,6 +320,32 @@ class _Worker:
             chunks.close()
             stats.completion_tokens = max(0, self.llm.n_tokens - len(tokens) + 1)
             stats.generation_s = time.perf_counter() - first if first is not None else 0.0
+            if request.session_key and self.max_session_states:
+                self._save_session(request.session_key)
+
+    def _restore_session(self, key: str | None, tokens: list[int], n_prefix: int) -> bool:
+        """Load the session's saved context when it shares more of ``tokens`` than the live context does."""
+        saved = self.sessions.get(key) if key else None
+        if saved is None:
+            return False
+        shared = next((i for i, (a, b) in enumerate(zip(saved.tokens, tokens)) if a != b), min(len(saved.tokens), len(tokens)))
+        if shared <= max(n_prefix, self._common_prefix(tokens)):
+            return False
+        self.sessions.move_to_end(key)  # type: ignore[arg-type]
+        self._load(saved)
+        self.llm.n_tokens = shared  # keep only what this prompt shares; the rest is evaluated
+        return True
+
+    def _save_session(self, key: str) -> None:
+        llm, lib = self.llm, self.lib
+        size = lib.llama_state_get_size(llm.ctx)
+        data = (lib.ctypes.c_uint8 * size)()
+        written = lib.llama_state_get_data(llm.ctx, data, size)
+        self.sessions[key] = _PrefixState(tuple(llm.input_ids[: llm.n_tokens].tolist()), data, written)
+        self.sessions.move_to_end(key)
+        while len(self.sessions) > self.max_session_states:
+            self.sessions.popitem(last=False)
+
 
 
 # -- the async facade -------------------------------------------------------------------------
@@ -326,10 +357,11 @@ class LlamaCppEngine:
     name = "llama_cpp"
 
     def __init__(self, *, model_path: str | Path | None = None, n_ctx: int = 4096, n_threads: int = 1,
-                 n_threads_batch: int = 1, seed: int | None = None, max_prefix_states: int = 8) -> None:
+                 n_threads_batch: int = 1, seed: int | None = None, max_prefix_states: int = 8,
+                 max_session_states: int = 16) -> None:
         path = Path(model_path) if model_path is not None else default_model_path()
         config = dict(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads_batch, seed=seed)
-        self._worker = _Worker(config, max_prefix_states)
+        self._worker = _Worker(config, max_prefix_states, max_session_states)
         self._thread = EngineThread("llm-llama", closed_error=LLMUnavailable, failure=LLMError)
         self._load_lock = asyncio.Lock()
         self._loaded = False
