@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 
 from npc_runtime import protocol as p
+
+#: This run's id, in the bench players' ids.
+RUN_ID = uuid.uuid4().hex[:8]
 from npc_runtime.bench.lines import Utterance
 from npc_runtime.client import AudioFrame, ConnectionClosed, InvalidStatus, NpcClient, ServerError, WebSocketException
 
@@ -209,7 +213,8 @@ def _label(line: str | Utterance) -> str:
 
 async def run_client(index: int, plan: LoadPlan, record: Callable[[TurnRow], None],
                      ready: Callable[[p.SessionReady], None]) -> None:
-    """One client: sessions (player ``bench_<index>``; ids allow no ``-``) until it has recorded
+    """One client: sessions (player ``bench_<run>_<index>``: a fresh player per run, so the server's memory of
+    earlier runs does not lengthen the prompts; ids allow no ``-``) until it has recorded
     ``plan.turns`` rows.
     A session that fails before a measured turn (refused, warm-up timed out, connection lost)
     takes one turn's slot, so this always ends."""
@@ -219,7 +224,7 @@ async def run_client(index: int, plan: LoadPlan, record: Callable[[TurnRow], Non
         try:
             async with NpcClient.connect(plan.url, open_timeout=plan.turn_timeout) as client:
                 session = await asyncio.wait_for(client.start_session(
-                    plan.character, scene=plan.scene, player_id=f"bench_{index}", options=plan.options()),
+                    plan.character, scene=plan.scene, player_id=f"bench_{RUN_ID}_{index}", options=plan.options()),
                     plan.turn_timeout)
                 if plan.mode == "audio" and session.audio_in is None:
                     raise ServerError(p.ErrorEvent(code="audio_in_unavailable",
