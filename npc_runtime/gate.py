@@ -20,7 +20,6 @@ class Gate:
         self.name, self.limit, self.max_waiting = name, limit, max_waiting
         self._semaphore = asyncio.Semaphore(limit)
         self.waiting = 0
-        self.active = 0
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -31,9 +30,7 @@ class Gate:
             await self._semaphore.acquire()
         finally:
             self.waiting -= 1
-        self.active += 1
         try:
             yield
         finally:
-            self.active -= 1
             self._semaphore.release()

@@ -464,7 +464,6 @@ class Session:
         self.listen_settings: p.ListenSettings | None = None
         self._listen_task: asyncio.Task[None] | None = None
         self._barge_task: asyncio.Task[None] | None = None
-        self._barge_target: Turn | None = None
         self._backchannels: set[str] = set()
         # memory
         self.memory_summary = ""
@@ -654,7 +653,7 @@ class Session:
         if not everything and self._said is not None and end and self.history[-1] is self._said[1]:
             end -= 1
         entries = [MemoryEntry(h.kind, h.text, time.time()) for h in self.history[self._persisted:end]]
-        if end > self._persisted and self._said is not None and self._said[1] in self.history[self._persisted:end]:
+        if end > self._persisted and self._said is not None and any(h is self._said[1] for h in self.history[self._persisted:end]):
             self._said = None  # written: no longer cut by late playback marks
         self._persisted = max(self._persisted, end)
         if entries:
@@ -790,7 +789,7 @@ class Session:
                 if target is not None:
                     self._watch_barge_in(ev.utterance_id, target)
             elif isinstance(ev, SpeechStopped):
-                self._stop_barge_watch(ev.utterance_id)
+                self._stop_barge_watch()
                 await self.emit(p.SpeechStopped(
                     utterance_id=ev.utterance_id, at_ms=round(ev.at_ms, 1), duration_ms=round(ev.duration_ms, 1),
                     discarded=ev.discarded,
@@ -833,12 +832,11 @@ class Session:
         return None
 
     def _watch_barge_in(self, utterance_id: str, target: Turn) -> None:
-        self._stop_barge_watch(None)
-        self._barge_target = target
+        self._stop_barge_watch()
         self._backchannels.add(utterance_id)  # until the speech lasts barge_in_ms
         self._barge_task = asyncio.create_task(self._barge_in_after(utterance_id, target), name=f"barge-{self.id}")
 
-    def _stop_barge_watch(self, utterance_id: str | None) -> None:
+    def _stop_barge_watch(self) -> None:
         if self._barge_task is not None and not self._barge_task.done():
             self._barge_task.cancel()
         self._barge_task = None

@@ -56,14 +56,11 @@ def _pcm16(audio: np.ndarray) -> bytes:
 
 def _voice_end_ms(pcm: bytes, rate: int) -> float:
     """Where the voice ends in a recording (Silero VAD, offline)."""
-    from faster_whisper.vad import VadOptions, get_speech_timestamps
+    from npc_runtime.bench.lines import speech_spans
 
     audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
-    if rate != 16000:
-        idx = np.arange(0, len(audio), rate / 16000.0)
-        audio = np.interp(idx, np.arange(len(audio)), audio).astype(np.float32)
-    spans = get_speech_timestamps(audio, VadOptions(min_silence_duration_ms=300, speech_pad_ms=0))
-    return spans[-1]["end"] / 16.0 if spans else len(audio) / 16.0
+    spans = speech_spans(audio, rate)
+    return (spans[-1][1] if spans else len(audio)) / rate * 1000.0
 
 
 async def _utterances() -> list[tuple[str, bytes, int]]:

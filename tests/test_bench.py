@@ -24,20 +24,10 @@ from npc_runtime.session import Services
 from npc_runtime.settings import Settings
 from npc_runtime.tts.fake import FakeTTS
 
-from conftest import CHARACTERS
+from server_fixture import personas  # noqa: F401  (a fixture)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ServerFactory = Callable[..., Any]
-
-
-@pytest_asyncio.fixture
-async def personas() -> AsyncIterator[PersonaRegistry]:
-    registry = PersonaRegistry(CHARACTERS, poll_interval=5.0)
-    await registry.start()
-    try:
-        yield registry
-    finally:
-        await registry.aclose()
 
 
 @pytest_asyncio.fixture

@@ -22,25 +22,19 @@ from npc_runtime.session import Services
 from npc_runtime.tts.espeak import EspeakTTS
 from npc_runtime.tts.filler import FillerCache
 
-from conftest import CHARACTERS
+from server_fixture import personas, serving  # noqa: F401  (personas: a fixture)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def slow_server() -> AsyncIterator[tuple[NpcServer, Services]]:
-    personas = PersonaRegistry(CHARACTERS, poll_interval=5.0)
-    await personas.start()
+async def slow_server(personas: PersonaRegistry) -> AsyncIterator[tuple[NpcServer, Services]]:
     tts = EspeakTTS(voice="en-us")
     services = Services(personas=personas, dialogue=Dialogue(llm=FakeLLM(["Right away, friend."], token_delay=0.6)),
                         tts=tts, metrics=Metrics(), budget_ms=400.0, fillers=FillerCache())
-    services.ready.set()
-    server = NpcServer(services, host="127.0.0.1", port=0)
-    await server.start()
     try:
-        yield server, services
+        async with serving(services) as server:
+            yield server, services
     finally:
-        await server.aclose()
         await tts.aclose()
-        await personas.aclose()
 
 
 async def turn(client: NpcClient, text: str) -> list[Any]:

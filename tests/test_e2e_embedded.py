@@ -23,12 +23,12 @@ from npc_runtime.client import NpcClient
 from npc_runtime.protocol import parse_server_event
 from npc_runtime.dialogue.grammar import parse_action
 from npc_runtime.dialogue.turn import Dialogue
-from npc_runtime.persona.registry import PersonaRegistry
 from npc_runtime.scene import Scene
 from npc_runtime.server import NpcServer
 from npc_runtime.session import Services
 
 from conftest import CHARACTERS, EVAL_DIR, ROOT, scene_dict
+from server_fixture import registry, serving
 
 pytestmark = pytest.mark.engine
 NPC = [sys.executable, "-m", "npc_runtime.cli"]
@@ -37,17 +37,8 @@ RAMEN = str(EVAL_DIR / "scenes" / "ramen_shop.json")
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def real_server(llama_engine: Any) -> AsyncIterator[NpcServer]:
-    personas = PersonaRegistry(CHARACTERS)
-    await personas.start()
-    services = Services(personas=personas, dialogue=Dialogue(llm=llama_engine))
-    services.ready.set()
-    server = NpcServer(services, host="127.0.0.1", port=0)
-    await server.start()
-    try:
+    async with registry() as personas, serving(Services(personas=personas, dialogue=Dialogue(llm=llama_engine))) as server:
         yield server
-    finally:
-        await server.aclose()
-        await personas.aclose()
 
 
 def _valid_for(scene: dict[str, Any], events: list[Any], self_id: str) -> None:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,11 @@ from npc_runtime.dialogue.turn import Dialogue
 from npc_runtime.knowledge.base import KnowledgeBase
 from npc_runtime.knowledge.embed import MiniLMEmbedder
 from npc_runtime.knowledge.store import KnowledgeStore
-from npc_runtime.persona.registry import PersonaRegistry
 from npc_runtime.server import NpcServer
 from npc_runtime.session import Services
 
-from conftest import CHARACTERS, ROOT, scene_dict
+from conftest import ROOT, scene_dict
+from server_fixture import registry, serving
 
 pytestmark = pytest.mark.engine
 
@@ -66,21 +67,17 @@ def knowledge_root(tmp_path: Path) -> Path:
     return root
 
 
+@asynccontextmanager
 async def serve(llm: Any, store: KnowledgeStore, root: Path, embedder: MiniLMEmbedder) -> AsyncIterator[NpcServer]:
-    personas = PersonaRegistry(CHARACTERS, poll_interval=5.0)
-    await personas.start()
-    kb = KnowledgeBase(root, store, _Shared(embedder))  # type: ignore[arg-type]
-    await kb.start(lambda: [personas.get(pid) for pid in personas.ids()])
-    services = Services(personas=personas, dialogue=Dialogue(llm=llm), knowledge=kb, retrieval_budget_ms=2000)
-    services.ready.set()
-    server = NpcServer(services, host="127.0.0.1", port=0)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.aclose()
-        await kb.aclose()
-        await personas.aclose()
+    async with registry() as personas:
+        kb = KnowledgeBase(root, store, _Shared(embedder))  # type: ignore[arg-type]
+        await kb.start(lambda: [personas.get(pid) for pid in personas.ids()])
+        try:
+            async with serving(Services(personas=personas, dialogue=Dialogue(llm=llm), knowledge=kb,
+                                        retrieval_budget_ms=2000)) as server:
+                yield server
+        finally:
+            await kb.aclose()
 
 
 async def ask(url: str, question: str, *, seed: int = 1) -> p.ResponseEnd:
@@ -95,7 +92,7 @@ async def ask(url: str, question: str, *, seed: int = 1) -> p.ResponseEnd:
 async def test_invented_facts_come_back_in_answers(tmp_path: Path, llama_engine: Any, embedder: MiniLMEmbedder) -> None:
     store = KnowledgeStore(path=tmp_path / "chroma")
     retrieved = answered = 0
-    async for server in serve(llama_engine, store, knowledge_root(tmp_path), embedder):
+    async with serve(llama_engine, store, knowledge_root(tmp_path), embedder) as server:
         for q in QUESTIONS:
             end = await ask(server.url, q["question"])
             hit = any(s.file == q["source"] for s in end.sources)
@@ -132,7 +129,7 @@ async def test_through_a_chroma_server(tmp_path: Path, llama_engine: Any, embedd
                 time.sleep(0.2)
         store = KnowledgeStore(url=f"http://127.0.0.1:{port}")
         q = QUESTIONS[0]
-        async for server in serve(llama_engine, store, knowledge_root(tmp_path), embedder):
+        async with serve(llama_engine, store, knowledge_root(tmp_path), embedder) as server:
             end = await ask(server.url, q["question"])
         assert any(s.file == q["source"] for s in end.sources), end.sources
         assert not (tmp_path / "chroma").exists()  # nothing written to a local store

@@ -18,30 +18,23 @@ from npc_runtime.client import NpcClient
 from npc_runtime.dialogue.turn import Dialogue
 from npc_runtime.llm.fake import FakeLLM
 from npc_runtime.memory import MemoryStore
-from npc_runtime.persona.registry import PersonaRegistry
 from npc_runtime.server import NpcServer
 from npc_runtime.session import Services
 
-from conftest import CHARACTERS, scene_dict
+from conftest import scene_dict
+from server_fixture import registry, serving
 
 
 @asynccontextmanager
 async def running(llm: Any, db: Path, *, keep_recent: int = 16) -> AsyncIterator[NpcServer]:
     """A whole server lifetime: personas, memory, server; everything closed on exit (a restart)."""
-    personas = PersonaRegistry(CHARACTERS, poll_interval=5.0)
-    await personas.start()
     memory = MemoryStore(db, keep_recent=keep_recent)
     await memory.open()
-    services = Services(personas=personas, dialogue=Dialogue(llm=llm), memory=memory)
-    services.ready.set()
-    server = NpcServer(services, host="127.0.0.1", port=0)
-    await server.start()
     try:
-        yield server
+        async with registry() as personas, serving(Services(personas=personas, dialogue=Dialogue(llm=llm), memory=memory)) as server:
+            yield server
     finally:
-        await server.aclose()
         await memory.aclose()
-        await personas.aclose()
 
 
 async def say(url: str, player: str, character: str, lines: list[str], **options: Any) -> list[p.ResponseEnd]:

@@ -20,7 +20,8 @@ from npc_runtime.persona.registry import PersonaRegistry
 from npc_runtime.server import NpcServer
 from npc_runtime.session import Services
 
-from conftest import CHARACTERS, scene_dict
+from conftest import scene_dict
+from server_fixture import personas, serving  # noqa: F401  (personas: a fixture)
 
 
 def reply(request: GenerationRequest) -> str:
@@ -31,19 +32,10 @@ def reply(request: GenerationRequest) -> str:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def server() -> AsyncIterator[tuple[NpcServer, FakeLLM]]:
-    personas = PersonaRegistry(CHARACTERS, poll_interval=5.0)
-    await personas.start()
+async def server(personas: PersonaRegistry) -> AsyncIterator[tuple[NpcServer, FakeLLM]]:
     llm = FakeLLM(reply, token_delay=0.01)
-    services = Services(personas=personas, dialogue=Dialogue(llm=llm))
-    services.ready.set()
-    srv = NpcServer(services, host="127.0.0.1", port=0)
-    await srv.start()
-    try:
+    async with serving(Services(personas=personas, dialogue=Dialogue(llm=llm))) as srv:
         yield srv, llm
-    finally:
-        await srv.aclose()
-        await personas.aclose()
 
 
 async def collect_until(client: NpcClient, kind: type, timeout: float = 30) -> list[Any]:
@@ -114,32 +106,25 @@ async def test_the_player_addresses_one_and_interrupts_the_conversation(server: 
 
 
 @pytest.mark.engine
-async def test_a_real_two_character_scene_with_voices(llama_engine: Any) -> None:
+async def test_a_real_two_character_scene_with_voices(llama_engine: Any, personas: PersonaRegistry) -> None:
     """The embedded model and real speech engines: Jin (Piper) and Nova (espeak-ng here) converse;
     each line comes with its own speaker's audio and viseme cues."""
     from npc_runtime.client import AudioFrame
     from npc_runtime.settings import Settings
     from npc_runtime.wiring import VoiceBank
 
-    personas = PersonaRegistry(CHARACTERS, poll_interval=5.0)
-    await personas.start()
     voices = VoiceBank(Settings(tts="auto"))
     nova = personas.get("nova")
     services = Services(personas=personas, dialogue=Dialogue(llm=llama_engine),
                         voices=lambda persona: voices(persona) if persona.id != "nova" else voices._make("espeak", "en-us+f3", 1.0))
-    services.ready.set()
-    srv = NpcServer(services, host="127.0.0.1", port=0)
-    await srv.start()
     try:
-        async with NpcClient.connect(srv.url) as client:
+        async with serving(services) as srv, NpcClient.connect(srv.url) as client:
             await client.start_session("jin", scene=scene_dict("ramen_shop.json"), cast=["nova"], options={"seed": 4, "max_tokens": 30})
             await client.send(p.Converse(topic="the rain and the late-night customers", turns=2))
             events: list[Any] = []
             while not isinstance(events[-1] if events else None, p.ConverseEnd):
                 events.append(await client.recv(timeout=120))
     finally:
-        await srv.aclose()
-        await personas.aclose()
         await voices.aclose()
     assert events[-1].status == "completed" and events[-1].turns == 2
     audio = [e for e in events if isinstance(e, p.AudioChunkEvent)]

@@ -23,6 +23,7 @@ from npc_runtime.session import Services
 from npc_runtime.persona.registry import PersonaRegistry
 
 from conftest import CHARACTERS, scene_dict
+from server_fixture import registry, serving
 
 
 @pytest_asyncio.fixture
@@ -194,14 +195,9 @@ async def test_overload_gets_busy_and_the_admitted_sessions_finish() -> None:
     from npc_runtime.gate import Gate
     from npc_runtime.llm.gated import GatedLLM
 
-    personas = PersonaRegistry(CHARACTERS, poll_interval=5.0)
-    await personas.start()
     llm = GatedLLM(FakeLLM(["One two three four five six seven eight."], token_delay=0.05), Gate("LLM", limit=1, max_waiting=1))
-    services = Services(personas=personas, dialogue=Dialogue(llm=llm), metrics=Metrics(), max_sessions=3)
-    services.ready.set()
-    srv = NpcServer(services, host="127.0.0.1", port=0)
-    await srv.start()
-    try:
+    async with registry() as personas, serving(Services(personas=personas, dialogue=Dialogue(llm=llm), metrics=Metrics(),
+                                                        max_sessions=3)) as srv:
         async with asyncio.timeout(60):
             async with NpcClient.connect(srv.url) as a, NpcClient.connect(srv.url) as b, NpcClient.connect(srv.url) as c:
                 for client in (a, b, c):
@@ -216,9 +212,6 @@ async def test_overload_gets_busy_and_the_admitted_sessions_finish() -> None:
         assert statuses == [("completed", None), ("completed", None), ("failed", "busy")], statuses
         status, text = await asyncio.to_thread(_http_get, f"http://127.0.0.1:{srv.port}/metrics")
         assert "npc_sessions_refused_total 1.0" in text and 'npc_errors_total{code="busy"} 2.0' in text
-    finally:
-        await srv.aclose()
-        await personas.aclose()
 
 
 async def _say(client: NpcClient, text: str) -> p.ResponseEnd:

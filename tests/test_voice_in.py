@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,8 @@ from npc_runtime.server import NpcServer
 from npc_runtime.session import Services
 from npc_runtime.tts.espeak import EspeakTTS
 
-from conftest import CHARACTERS, SHARED, scene_dict
+from conftest import SHARED, scene_dict
+from server_fixture import personas, serving  # noqa: F401  (personas: a fixture)
 
 pytestmark = pytest.mark.engine
 
@@ -74,32 +76,12 @@ async def speak(tts: EspeakTTS, text: str) -> bytes:
     return b"".join([chunk.pcm async for chunk in tts.synthesize(text)])
 
 
-async def serve(services: Services) -> AsyncIterator[NpcServer]:
-    services.ready.set()
-    srv = NpcServer(services, host="127.0.0.1", port=0)
-    await srv.start()
-    try:
-        yield srv
-    finally:
-        await srv.aclose()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def personas() -> AsyncIterator[PersonaRegistry]:
-    registry = PersonaRegistry(CHARACTERS, poll_interval=5.0)
-    await registry.start()
-    try:
-        yield registry
-    finally:
-        await registry.aclose()
-
-
 @pytest_asyncio.fixture(loop_scope="session")
 async def real_server(llama_engine: Any, ears: tuple[WhisperASR, SileroVAD], espeak: EspeakTTS,
                       personas: PersonaRegistry) -> AsyncIterator[NpcServer]:
     asr, vad = ears
     services = Services(personas=personas, dialogue=Dialogue(llm=llama_engine), tts=espeak, asr=asr, vad=vad)
-    async for srv in serve(services):
+    async with serving(services) as srv:
         yield srv
 
 
@@ -185,19 +167,20 @@ STORY = ("Long ago, before the shop had a sign, my grandmother cooked broth in a
          "until the flavour was deep enough to make a fisherman quiet. The recipe was never written down.")
 
 
+@asynccontextmanager
 async def story_server(ears: tuple[WhisperASR, SileroVAD], espeak: EspeakTTS, personas: PersonaRegistry,
                        token_delay: float) -> AsyncIterator[tuple[NpcServer, FakeLLM]]:
     asr, vad = ears
     llm = FakeLLM([STORY, "Of course. [give chopsticks player]"], token_delay=token_delay)
     services = Services(personas=personas, dialogue=Dialogue(llm=llm), tts=espeak, asr=asr, vad=vad)
-    async for srv in serve(services):
+    async with serving(services) as srv:
         yield srv, llm
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def fast_story(ears: tuple[WhisperASR, SileroVAD], espeak: EspeakTTS,
                      personas: PersonaRegistry) -> AsyncIterator[tuple[NpcServer, FakeLLM]]:
-    async for served in story_server(ears, espeak, personas, 0.03):
+    async with story_server(ears, espeak, personas, 0.03) as served:
         yield served
 
 
@@ -241,7 +224,7 @@ async def test_barge_in_stops_the_reply_and_history_keeps_only_what_was_heard(
         token_delay: float) -> None:
     """A fast model has finished the reply long before its audio is played (the usual case): the barge-in
     stops playback. A slow one is still generating: the barge-in stops generation and synthesis too."""
-    async for server, llm in story_server(ears, espeak, personas, token_delay):
+    async with story_server(ears, espeak, personas, token_delay) as (server, llm):
         await _barge_in(server, llm, jfk_pcm, still_generating=token_delay > 0.1)
 
 
@@ -397,7 +380,7 @@ async def test_a_failing_recogniser_is_reported_and_the_session_goes_on(
         ears: tuple[WhisperASR, SileroVAD], espeak: EspeakTTS, personas: PersonaRegistry, jfk_pcm: bytes) -> None:
     _, vad = ears
     services = Services(personas=personas, dialogue=Dialogue(llm=FakeLLM(["Pardon?"])), tts=espeak, asr=BrokenASR(), vad=vad)  # type: ignore[arg-type]
-    async for server in serve(services):
+    async with serving(services) as server:
         async with NpcClient.connect(server.url) as client:
             await client.start_session("jin", options={"text_only": True})
             sender = asyncio.create_task(_mic(client, jfk_pcm[: 16000 * 2 * 3], 16000, False))

@@ -107,7 +107,7 @@ def shorten_pauses(audio: np.ndarray, rate: int, spans: list[tuple[int, int]],
     if not spans:
         return audio, len(audio) / rate * 1000.0
     cap = int(rate * max_pause_ms / 1000.0)
-    parts, cursor, length = [], 0, 0
+    parts, cursor = [], 0
     for start, end in spans:
         gap = audio[cursor:start]
         parts.append(gap[len(gap) - min(len(gap), cap):])  # keep the pause's end, next to the speech

@@ -250,17 +250,25 @@ class _Worker:
         context = self.llm.input_ids[: self.llm.n_tokens].tolist()
         return next((i for i, (a, b) in enumerate(zip(context, tokens)) if a != b), min(len(context), len(tokens)))
 
-    def _save(self, key: str) -> None:
-        """Snapshot the whole context (it starts with the key's prefix) into the LRU."""
+    def _snapshot(self) -> _PrefixState:
+        """The whole context as it is now: its tokens and llama.cpp's state."""
         llm, lib = self.llm, self.lib
         size = lib.llama_state_get_size(llm.ctx)
         data = (lib.ctypes.c_uint8 * size)()
         written = lib.llama_state_get_data(llm.ctx, data, size)
-        tokens = tuple(llm.input_ids[: llm.n_tokens].tolist())
-        self.states[key] = _PrefixState(tokens, data, written)
-        while len(self.states) > self.max_prefix_states:
-            self.states.popitem(last=False)
         self.stats.state_bytes = written
+        return _PrefixState(tuple(llm.input_ids[: llm.n_tokens].tolist()), data, written)
+
+    @staticmethod
+    def _keep(lru: OrderedDict[str, _PrefixState], key: str, state: _PrefixState, limit: int) -> None:
+        lru[key] = state
+        lru.move_to_end(key)
+        while len(lru) > limit:
+            lru.popitem(last=False)
+
+    def _save(self, key: str) -> None:
+        """Snapshot the whole context (it starts with the key's prefix) into the LRU."""
+        self._keep(self.states, key, self._snapshot(), self.max_prefix_states)
 
     def _load(self, state: _PrefixState) -> None:
         llm = self.llm
@@ -337,14 +345,7 @@ class _Worker:
         return True
 
     def _save_session(self, key: str) -> None:
-        llm, lib = self.llm, self.lib
-        size = lib.llama_state_get_size(llm.ctx)
-        data = (lib.ctypes.c_uint8 * size)()
-        written = lib.llama_state_get_data(llm.ctx, data, size)
-        self.sessions[key] = _PrefixState(tuple(llm.input_ids[: llm.n_tokens].tolist()), data, written)
-        self.sessions.move_to_end(key)
-        while len(self.sessions) > self.max_session_states:
-            self.sessions.popitem(last=False)
+        self._keep(self.sessions, key, self._snapshot(), self.max_session_states)
 
 
 

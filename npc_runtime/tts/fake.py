@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from npc_runtime.tts.base import Phoneme, SynthChunk
+from npc_runtime.tts.base import Phoneme, SynthChunk, tts_unavailable
 from npc_runtime.tts.text import clean_text, split_sentences
 
 
