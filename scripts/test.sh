@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Sets everything up (the runtime's .venv, and vLLM's own environment with its converted model)
+# Sets everything up (the runtime's .venv, vLLM's own environment with its converted model, and the
+# toolchains of the game-engine client tests)
 # and runs the whole test suite. Extra arguments go to pytest (e.g. -k grammar, -m "not vllm").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+if [ "${NPC_SKIP_CLIENTS:-0}" != "1" ]; then
+  scripts/setup_clients.sh      # mono (Unity client), g++ (Unreal core), chromium (browser demo)
+  export NPC_REQUIRE_CLIENTS=1
+fi
 if [ "${NPC_SKIP_VLLM:-0}" != "1" ]; then
   scripts/setup_vllm.sh
   export NPC_REQUIRE_VLLM=1

@@ -1,0 +1,111 @@
+"""A real ``npc serve`` (every default: SmolLM2 embedded, Piper, tiny.en + Silero, knowledge, memory) in a
+subprocess on a free loopback port, shared by the tests of the game-engine clients (Unity, Unreal, web).
+
+Import the fixture into a test module to use it::
+
+    from live_server import live_server  # noqa: F401  (fixture)
+
+    def test_x(live_server: LiveServer) -> None:
+        live_server.ws_url   # ws://127.0.0.1:PORT
+        live_server.http_url # http://127.0.0.1:PORT
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NPC = [sys.executable, "-m", "npc_runtime.cli"]
+
+
+@dataclass
+class LiveServer:
+    port: int
+    proc: subprocess.Popen[str]
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The server's last log lines (for assertion messages)."""
+        return "\n".join(self.log[-lines:])
+
+
+def _wait_ready(server: LiveServer, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise AssertionError(f"npc serve exited early:\n{server.log_tail()}")
+        try:
+            with urllib.request.urlopen(f"{server.http_url}/readyz", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except urllib.error.HTTPError:
+            pass
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"npc serve never became ready:\n{server.log_tail()}")
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """``npc serve --port 0`` with its defaults, ready (models warm); stopped at the end of the run."""
+    data_dir = tmp_path_factory.mktemp("live-npc-data")
+    env = {**os.environ, "NPC_DATA_DIR": str(data_dir), "NPC_LOG_FORMAT": "json"}
+    proc = subprocess.Popen([*NPC, "serve", "--port", "0", "--log-level", "info"], cwd=ROOT, stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True, env=env)
+    assert proc.stderr is not None
+    port = None
+    log: list[str] = []
+    for _ in range(400):
+        line = proc.stderr.readline()
+        if not line:
+            break
+        log.append(line.rstrip())
+        match = re.search(r"listening on ws://127\.0\.0\.1:(\d+)", line)
+        if match:
+            port = int(match.group(1))
+            break
+    if port is None:
+        proc.kill()
+        raise AssertionError("npc serve printed no listening line:\n" + "\n".join(log[-40:]))
+    server = LiveServer(port=port, proc=proc, log=log)
+
+    def drain() -> None:  # keep reading the log so the pipe never fills and blocks the server
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            log.append(line.rstrip())
+
+    reader = threading.Thread(target=drain, name="npc-serve-log", daemon=True)
+    reader.start()
+    try:
+        _wait_ready(server)
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        reader.join(timeout=5)
+        proc.stderr.close()
