@@ -44,6 +44,7 @@ from npc_runtime.asr.listener import (
     SpeechStopped,
     TranscriptFinal,
     TranscriptPartial,
+    UtteranceRefused,
 )
 from npc_runtime.asr.vad import SileroVAD
 from npc_runtime.memory import MemoryEntry
@@ -138,6 +139,8 @@ class Services:
     facts_max_chars: int = 600
     #: Open sessions at most (the server refuses more with ``busy``).
     max_sessions: int = 64
+    #: Utterances allowed to wait for the final recogniser (all sessions); more are refused with ``busy``.
+    asr_max_waiting: int = 8
 
 
 def _cap_chars(texts: list[str], limit: int) -> list[str]:
@@ -159,7 +162,8 @@ class Turn:
 
     def __init__(self, session: "Session", response_id: str, turn_input: TurnInput, trigger: str, ref: str | None,
                  *, started_at: float | None = None, query: str | None = None) -> None:
-        self.session, self.id, self.input, self.trigger, self.ref = session, response_id, turn_input, trigger, ref
+        self.session, self.id, self.trigger, self.ref = session, response_id, trigger, ref
+        self.input = dataclasses.replace(turn_input, on_admitted=self._admitted)
         self.query = query
         self.sources: list[Passage] = []
         #: A voice turn's timeline starts where the player's voice ended (ASR time included).
@@ -188,6 +192,8 @@ class Turn:
         latency = turn_input.persona.latency
         self.budget_ms = float(latency.first_audio_ms or session.services.budget_ms)
         self.filler_played = False
+        #: The reply was shortened (``latency.late_max_tokens``): it waited for the model past the filler point.
+        self.capped = False
         self._filler_seqs: set[int] = set()
         self._voice_lock = asyncio.Lock()
         self.task: asyncio.Task[None] = asyncio.create_task(self._run(), name=f"turn-{response_id}")
@@ -276,6 +282,17 @@ class Turn:
                 self._filler_seqs.add(chunk.seq)
                 await self._send_chunk(chunk)
 
+    def _admitted(self) -> int | None:
+        """The model takes this turn now (after any wait in its queue): a turn already past the filler point
+        gets a shorter reply, so the player hears the answer sooner and the turns behind it wait less."""
+        self.timeline.mark("llm_start")
+        cap = self.input.persona.latency.late_max_tokens
+        if cap is None or self.timeline.elapsed_ms() < 0.75 * self.budget_ms:
+            return None
+        self.capped = True
+        log.info("reply capped: late for the model", cap=cap, elapsed_ms=round(self.timeline.elapsed_ms()))
+        return cap
+
     async def _generate_reply(self) -> None:
         await self._retrieve()
         agen = self.session.services.dialogue.respond(self.input, timeline=self.timeline, stats=self.stats)
@@ -360,6 +377,7 @@ class Turn:
         timings["budget"] = self.budget_ms
         timings["budget_missed"] = float(self.budget_cause(timings) is not None)
         timings["filler"] = float(self.filler_played)
+        timings["capped"] = float(self.capped)
         return p.ResponseEnd(
             response_id=self.id, speaker=self.speaker_id,
             status=self.status,
@@ -378,7 +396,8 @@ class Turn:
 
     def budget_cause(self, t: dict[str, float]) -> str | None:
         """None when the player heard something (text, without audio) within the budget; else the stage that
-        took longest: asr, retrieval, llm (waiting for it, reading the prompt, the first token), tts."""
+        took longest: asr, retrieval, queue (waiting for the model: other sessions' turns), llm (reading the
+        prompt, the first clause), tts."""
         if self.status != "completed":
             return None
         first = t.get("first_audio") if self.speaker is not None and not self.voice_failed else t.get("first_text")
@@ -388,7 +407,8 @@ class Turn:
         retrieved = t.get("retrieval", asr)
         # the LLM's share runs until the first speakable clause is complete (or the first text, without audio)
         clause = t.get("first_clause", t.get("first_text", t.get("first_token", retrieved)))
-        stages = {"asr": asr, "retrieval": retrieved - asr, "llm": clause - retrieved,
+        admitted = t.get("llm_start", retrieved)
+        stages = {"asr": asr, "retrieval": retrieved - asr, "queue": admitted - retrieved, "llm": clause - admitted,
                   "tts": (first - clause) if first is not None else 0.0}
         return max(stages, key=lambda k: stages[k])
 
@@ -741,6 +761,7 @@ class Session:
         config = ListenConfig(
             endpoint=EndpointConfig(end_silence_ms=settings.end_silence_ms),
             partials=settings.partials, max_frame_bytes=p.MAX_AUDIO_FRAME_BYTES,
+            max_decodes_waiting=self.services.asr_max_waiting,
         )
         self.listen_settings = settings
         self.listener = self._new_listener(options.audio_in.sample_rate, config)
@@ -799,6 +820,9 @@ class Session:
                     await self.emit(p.TranscriptPartial(utterance_id=ev.utterance_id, text=ev.text, stable=ev.stable))
             elif isinstance(ev, TranscriptFinal):
                 await self._on_final(ev)
+            elif isinstance(ev, UtteranceRefused):
+                log.warning("utterance refused: speech recognition over capacity", utterance_id=ev.utterance_id)
+                await self.send_error(ev.error, ref=ev.utterance_id)
 
     async def _on_final(self, ev: TranscriptFinal) -> None:
         backchannel = ev.utterance_id in self._backchannels

@@ -37,6 +37,7 @@ from npc_runtime.asr.listener import (
     SpeechStopped,
     TranscriptFinal,
     TranscriptPartial,
+    UtteranceRefused,
 )
 from npc_runtime.asr.resample import Resampler
 from npc_runtime.asr.stabilize import Stabilizer
@@ -346,7 +347,10 @@ def kinds(events: list[object]) -> list[str]:
 @pytest.mark.engine
 async def test_listener_jfk_16k(tiny: WhisperASR, vad: SileroVAD, jfk: np.ndarray) -> None:
     pcm = pcm16(np.concatenate([jfk, np.zeros(24000, dtype=np.float32)]))
-    config = ListenConfig(endpoint=EndpointConfig(end_silence_ms=1200), partial_interval_ms=2000, max_backlog_s=60)
+    # one shared recogniser: by default a partial is skipped while a (speculative) final decodes on it;
+    # allow one partial beside it here, so that several partials show the stabilizer at work
+    config = ListenConfig(endpoint=EndpointConfig(end_silence_ms=1200), partial_interval_ms=2000, max_backlog_s=60,
+                          partial_max_pending=2)
     events = await listen(Listener(asr=tiny, vad=vad, config=config), pcm, 640, drain_every=100)
     names = kinds(events)
     assert names[0] == "SpeechStarted" and names[-2:] == ["SpeechStopped", "TranscriptFinal"]
@@ -464,3 +468,60 @@ def test_asr_package_imports_no_engine_library() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONWARNINGS": "error"})
     assert out.stdout.strip() == "[]"
+
+
+class LoadedASR:
+    """A real recogniser that reports ``extra`` more decodes queued than it has: the other sessions' load."""
+
+    def __init__(self, inner: WhisperASR, extra: int) -> None:
+        self.inner, self.extra = inner, extra
+        self.name, self.sample_rate = inner.name, inner.sample_rate
+        self.calls: list[bool] = []
+
+    @property
+    def pending(self) -> int:
+        return self.inner.pending + self.extra
+
+    async def warm(self) -> None:
+        await self.inner.warm()
+
+    async def transcribe(self, audio: np.ndarray, *, partial: bool = False):  # type: ignore[no-untyped-def]
+        self.calls.append(partial)
+        return await self.inner.transcribe(audio, partial=partial)
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.mark.engine
+async def test_listener_refuses_an_utterance_when_recognition_is_over_capacity(
+        tiny: WhisperASR, vad: SileroVAD, jfk: np.ndarray) -> None:
+    """``max_decodes_waiting`` decodes already queued (by other sessions): the utterance is refused with
+    ``busy`` after its speech.stopped — no decode, no transcript — instead of waiting behind them."""
+    assert tiny.pending == 0
+    loaded = LoadedASR(tiny, extra=2)
+    config = ListenConfig(partials=False, max_decodes_waiting=2)
+    pcm = pcm16(np.concatenate([jfk[: 16000 * 2], np.zeros(16000, dtype=np.float32)]))
+    events = await listen(Listener(asr=loaded, vad=vad, config=config), pcm, 640)
+    assert kinds(events) == ["SpeechStarted", "SpeechStopped", "UtteranceRefused"]
+    refused = events[-1]
+    assert isinstance(refused, UtteranceRefused) and refused.utterance_id == "u1"
+    assert refused.error.code == "busy" and refused.error.retryable
+    assert loaded.calls == []  # not even a speculative decode
+
+
+@pytest.mark.engine
+async def test_listener_sheds_partials_while_the_partial_recogniser_is_busy(
+        tiny: WhisperASR, vad: SileroVAD, jfk: np.ndarray) -> None:
+    """Another session's partial decode running on the partial recogniser: this session's partials are
+    skipped (they are a nicety), and its final is unaffected."""
+    busy_partials = LoadedASR(tiny, extra=1)
+    config = ListenConfig(endpoint=EndpointConfig(end_silence_ms=1200), partial_interval_ms=600, max_backlog_s=60)
+    pcm = pcm16(np.concatenate([jfk[: 16000 * 4], np.zeros(24000, dtype=np.float32)]))
+    events = await listen(Listener(asr=tiny, vad=vad, config=config, partial_asr=busy_partials), pcm, 640, drain_every=50)
+    assert "TranscriptPartial" not in kinds(events) and busy_partials.calls == []
+    final = events[-1]
+    assert isinstance(final, TranscriptFinal) and "fellow americans" in " ".join(normalize(final.text))
+    busy_partials.extra = 0  # the other decode is done: partials come back
+    events = await listen(Listener(asr=tiny, vad=vad, config=config, partial_asr=busy_partials), pcm, 640, drain_every=50)
+    assert "TranscriptPartial" in kinds(events) and busy_partials.calls and all(busy_partials.calls)

@@ -70,3 +70,31 @@ async def test_misses_are_counted_by_cause(slow_server: tuple[NpcServer, Service
     assert end.timings["budget_missed"] == 1.0 and end.timings["filler"] == 0.0
     text = await asyncio.to_thread(lambda: urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5).read().decode())
     assert "npc_budget_misses_total{cause=\"llm\"} 1.0" in text, [l for l in text.splitlines() if "budget" in l]
+
+
+async def test_a_turn_that_waited_for_the_model_is_shortened(personas: PersonaRegistry) -> None:
+    """Two sessions, one model slot (the embedded engine's line): the second turn gets the model after the
+    first one's whole reply, past 75% of its budget, so its reply is cut to ``latency.late_max_tokens``
+    (default 40) and its miss is put down to the queue; the first turn, admitted at once, is not cut."""
+    from npc_runtime.gate import Gate
+    from npc_runtime.llm.gated import GatedLLM
+
+    long_reply = " ".join(f"word{i}" for i in range(50)) + "."
+    fake = FakeLLM([long_reply], token_delay=0.01)
+    metrics = Metrics()
+    services = Services(personas=personas, dialogue=Dialogue(llm=GatedLLM(fake, Gate("language model", limit=1))),
+                        metrics=metrics, budget_ms=400.0)
+    async with serving(services) as server, NpcClient.connect(server.url) as a, NpcClient.connect(server.url) as b:
+        await a.start_session("jin", options={"text_only": True})
+        await b.start_session("jin", options={"text_only": True})
+        first, second = await asyncio.gather(turn(a, "Tell me a long story."), turn(b, "And me too."))
+        text = await asyncio.to_thread(lambda: urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5).read().decode())
+    ends = sorted([first[-1], second[-1]], key=lambda e: e.timings["llm_start"])
+    early, late = ends
+    assert all(isinstance(e, p.ResponseEnd) and e.status == "completed" for e in ends)
+    assert early.timings["capped"] == 0.0 and len(early.text.split()) == 50 and not early.truncated
+    assert late.timings["capped"] == 1.0 and late.timings["llm_start"] >= 300.0
+    assert len(late.text.split()) == 40 and late.truncated
+    assert sorted(r.max_tokens for r in fake.requests) == [40, 60]  # Jin's llm.max_tokens is 60
+    assert late.timings["budget_missed"] == 1.0
+    assert "npc_budget_misses_total{cause=\"queue\"} 1.0" in text, [line for line in text.splitlines() if "budget" in line]

@@ -19,7 +19,7 @@ from npc_runtime.errors import NpcError
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["ASR", "SAMPLE_RATE", "Transcript", "asr_failed", "asr_thread", "asr_unavailable"]
+__all__ = ["ASR", "SAMPLE_RATE", "Transcript", "asr_failed", "asr_thread", "asr_unavailable", "queue_depth"]
 
 #: The rate every ASR engine and the VAD take (Whisper and Silero both want 16 kHz).
 SAMPLE_RATE = 16000
@@ -49,6 +49,11 @@ class ASR(Protocol):
 
     async def aclose(self) -> None:
         """Release the engine; idempotent."""
+
+
+def queue_depth(asr: ASR) -> int:
+    """How many decodes an engine has queued or running (an engine without a ``pending`` count: 0)."""
+    return int(getattr(asr, "pending", 0))
 
 
 def asr_unavailable(message: str) -> NpcError:

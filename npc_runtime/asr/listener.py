@@ -35,15 +35,15 @@ from typing import Any
 
 import numpy as np
 
-from npc_runtime.asr.base import ASR, SAMPLE_RATE, Transcript
+from npc_runtime.asr.base import ASR, SAMPLE_RATE, Transcript, queue_depth
 from npc_runtime.asr.endpoint import EndpointConfig, Endpointer, SpeechEnd, SpeechPause, SpeechResume, SpeechStart
 from npc_runtime.asr.resample import Resampler
 from npc_runtime.asr.stabilize import Stabilizer
 from npc_runtime.asr.vad import WINDOW_MS, SileroVAD
-from npc_runtime.errors import NpcError
+from npc_runtime.errors import BusyError, NpcError
 
 __all__ = ["AudioError", "ListenConfig", "ListenEvent", "Listener", "SpeechStarted", "SpeechStopped",
-           "TranscriptFinal", "TranscriptPartial"]
+           "TranscriptFinal", "TranscriptPartial", "UtteranceRefused"]
 
 SPM = SAMPLE_RATE / 1000  # samples per ms
 POST_ROLL_MS = 100        # audio kept after the voice stopped (at most speculative_ms)
@@ -57,6 +57,12 @@ class ListenConfig:
     partial_interval_ms: int = 600    # at most one partial decode per this much NEW audio
     max_frame_bytes: int = 64 * 1024
     max_backlog_s: float = 10.0       # audio received but not yet VAD-processed; more -> AudioError("audio_overflow")
+    #: Load limits, counted over every session sharing the engines: a partial decode is skipped (tried again
+    #: on the next frames) while the partial recogniser has this many decodes queued or running — partials
+    #: are a nicety and must not eat the CPU that finals need; an utterance whose final decode would
+    #: queue behind ``max_decodes_waiting`` others is refused (``UtteranceRefused``: the client gets ``busy``).
+    partial_max_pending: int = 1
+    max_decodes_waiting: int = 8
 
 
 class AudioError(NpcError):
@@ -99,7 +105,14 @@ class TranscriptFinal:
     speculative_hit: bool
 
 
-ListenEvent = SpeechStarted | SpeechStopped | TranscriptPartial | TranscriptFinal
+@dataclass(frozen=True, slots=True)
+class UtteranceRefused:
+    """The recogniser is over capacity: this utterance is not transcribed (the player should say it again)."""
+    utterance_id: str
+    error: NpcError
+
+
+ListenEvent = SpeechStarted | SpeechStopped | TranscriptPartial | TranscriptFinal | UtteranceRefused
 
 
 @dataclass(slots=True)
@@ -339,7 +352,8 @@ class Listener:
         if utterance is None:
             self._forget()
         elif self.config.partials and not utterance.paused and (self._partial is None or self._partial.done()):
-            if (self._audio.end - utterance.partial_mark) / SPM >= self.config.partial_interval_ms:
+            if ((self._audio.end - utterance.partial_mark) / SPM >= self.config.partial_interval_ms
+                    and queue_depth(self._partial_asr) < self.config.partial_max_pending):
                 utterance.partial_mark = self._audio.end
                 audio = self._audio.slice(utterance.audio_from, self._audio.end)
                 self._partial = self._spawn(self._decode_partial(utterance, audio, generation), f"partial-{utterance.id}")
@@ -367,7 +381,7 @@ class Listener:
         if isinstance(event, SpeechPause):
             utterance.paused = True
             stopped = self._endpointer.voice_stopped_ms
-            if stopped is not None:
+            if stopped is not None and queue_depth(self._asr) < self.config.max_decodes_waiting:
                 speech_end = self._origin_ms + stopped
                 task = self._spawn(self._asr.transcribe(self._utterance_audio(utterance, speech_end)),
                                    f"speculative-{utterance.id}")
@@ -390,6 +404,11 @@ class Listener:
         speculative = utterance.speculative
         if speculative is not None and speculative[0] == speech_end:
             decode, hit = speculative[1], True
+        elif (waiting := queue_depth(self._asr)) >= self.config.max_decodes_waiting:
+            refused = UtteranceRefused(utterance.id, BusyError(
+                f"speech recognition is busy ({waiting} utterances waiting); say it again shortly"))
+            self._last_final = self._spawn(self._in_order(refused, self._last_final), f"refused-{utterance.id}")
+            return
         else:
             audio = self._utterance_audio(utterance, speech_end, tail=event.forced)
             decode, hit = self._spawn(self._asr.transcribe(audio), f"final-{utterance.id}"), False
@@ -425,6 +444,11 @@ class Listener:
         if utterance is self._utterance and not utterance.paused and generation == self._generation:
             stable, unstable = utterance.stabilizer.update(result.text)
             self._emit(TranscriptPartial(utterance.id, f"{stable} {unstable}".strip(), stable))
+
+    async def _in_order(self, event: UtteranceRefused, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])  # after the finals of earlier utterances
+        self._emit(event)
 
     async def _finish(self, utterance_id: str, decode: asyncio.Task[Transcript], duration_ms: float,
                       speech_end_wall: float, end_detected_wall: float, hit: bool,

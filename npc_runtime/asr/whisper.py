@@ -121,6 +121,11 @@ class WhisperASR:
         self._model: Any = None
         self._closed = False
 
+    @property
+    def pending(self) -> int:
+        """Decodes waiting for this engine's thread or running on it (every session's): its queue depth."""
+        return self._thread.pending
+
     async def _ensure_loaded(self) -> None:
         if self._closed:
             raise asr_unavailable(f"the {self.name} engine is closed")

@@ -19,7 +19,8 @@ from npc_runtime.settings import Settings
 
 #: Settings worth recording with the figures (never secrets such as ``vllm_api_key``).
 _SETTINGS_SHOWN = ("llm", "model_path", "vllm_url", "vllm_model", "tts", "tts_voice", "asr", "rag", "memory",
-                   "llm_threads", "max_sessions", "llm_concurrency", "llm_max_waiting")
+                   "llm_threads", "max_sessions", "llm_concurrency", "llm_max_waiting", "asr_max_waiting",
+                   "first_audio_budget_ms")
 
 
 @asynccontextmanager

@@ -8,7 +8,7 @@ generator early (interruption) stops the LLM at its next token.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -41,6 +41,8 @@ class TurnInput:
     brief: str = ""
     #: The conversation's id, so the backend can keep its state between this session's turns.
     session_key: str | None = None
+    #: Called when the generation gets its turn on the model; may return a lower max_tokens (see GenerationRequest).
+    on_admitted: Callable[[], int | None] | None = None
 
 
 #: What :meth:`Dialogue.respond` yields: the tag parser's pieces (speech text never empty).
@@ -85,6 +87,7 @@ class Dialogue:
             prefix_messages=prefix_len,
             cache_key=prefix_key(persona, scene),
             session_key=turn.session_key,
+            admitted=turn.on_admitted,
         )
 
     async def prepare(self, persona: Persona, scene: Scene, *, player_name: str | None) -> None:

@@ -12,7 +12,7 @@ KV cache (llama.cpp saved state per ``cache_key``, vLLM automatic prefix caching
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -42,6 +42,9 @@ class GenerationRequest:
     #: saves the context per session, so a session that comes back after another one spoke is warm).
     session_key: str | None = None
     stop: tuple[str, ...] = field(default=())
+    #: Called when the request gets its turn on the engine (after any wait in a queue); may return a lower
+    #: ``max_tokens`` for a request that has waited too long (the latency budget). Not sent to a backend.
+    admitted: Callable[[], int | None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

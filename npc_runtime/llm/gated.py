@@ -1,8 +1,10 @@
 """An LLM behind a :class:`~npc_runtime.gate.Gate`: generations and prefills take a slot (first come,
-first served); when too many turns already wait, the next one fails at once with ``busy``."""
+first served); when too many turns already wait, the next one fails at once with ``busy``. A request's
+``admitted`` callback runs when its turn comes (the latency budget may shorten a reply that waited)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 
 from npc_runtime.gate import Gate
@@ -19,6 +21,10 @@ class GatedLLM:
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[LLMChunk]:
         async with self.gate.slot():
+            if request.admitted is not None:
+                cap = request.admitted()
+                if cap is not None and cap < request.max_tokens:
+                    request = dataclasses.replace(request, max_tokens=cap)
             stream = self.inner.stream(request)
             try:
                 async for chunk in stream:
