@@ -21,6 +21,11 @@ class Gate:
         self._semaphore = asyncio.Semaphore(limit)
         self.waiting = 0
 
+    @property
+    def busy(self) -> bool:
+        """Every slot is taken (or someone already waits for one)."""
+        return self._semaphore.locked() or self.waiting > 0
+
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         if self._semaphore.locked() and self.waiting >= self.max_waiting:

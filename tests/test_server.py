@@ -214,6 +214,31 @@ async def test_overload_gets_busy_and_the_admitted_sessions_finish() -> None:
         assert "npc_sessions_refused_total 1.0" in text and 'npc_errors_total{code="busy"} 2.0' in text
 
 
+async def test_a_burst_of_new_sessions_does_not_make_their_turns_busy() -> None:
+    """Each session.start warms the prompt prefix (a prefill); on a busy model that warm-up is skipped instead
+    of taking a place in the line, so sessions that start together and speak at once are all admitted
+    (limit 1 + 2 waiting = 3 turns)."""
+    from npc_runtime.gate import Gate
+    from npc_runtime.llm.gated import GatedLLM
+
+    fake = FakeLLM(["One two three four five six seven eight."], token_delay=0.05)
+    llm = GatedLLM(fake, Gate("LLM", limit=1, max_waiting=2))
+    async with registry() as personas, serving(Services(personas=personas, dialogue=Dialogue(llm=llm))) as srv:
+        async with asyncio.timeout(60):
+            async with NpcClient.connect(srv.url) as a, NpcClient.connect(srv.url) as b, NpcClient.connect(srv.url) as c:
+                clients = (a, b, c)
+                await asyncio.gather(*[client.start_session("jin", options={"text_only": True}) for client in clients])
+                async with llm.gate.slot():  # the model is busy: a new session's warm-up does not wait for it
+                    async with NpcClient.connect(srv.url) as d:
+                        await asyncio.wait_for(d.start_session("jin", options={"text_only": True}), 5)
+                        await asyncio.sleep(0.2)
+                        assert not llm.gate.waiting
+                prefills = len(fake.prefills)
+                ends = await asyncio.gather(*[_say(client, "Count for me.") for client in clients])
+    assert [e.status for e in ends] == ["completed"] * 3, [(e.status, e.error) for e in ends]
+    assert 1 <= prefills <= 3
+
+
 async def _say(client: NpcClient, text: str) -> p.ResponseEnd:
     events = [e async for e in client.say(text)]
     end = [e for e in events if isinstance(e, p.ResponseEnd)]

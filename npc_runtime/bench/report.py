@@ -22,11 +22,11 @@ CLIENT_STAGES: tuple[tuple[str, str], ...] = (
 #: The server's timeline, in order: a stage's duration runs from the previous mark present to its own.
 SERVER_ORDER: tuple[tuple[str, str], ...] = (
     ("transcript_final", "transcript"), ("retrieval", "retrieval"), ("prompt_ready", "prompt"),
-    ("first_token", "first token"), ("first_text", "first text"), ("first_clause", "first clause"),
+    ("llm_start", "queue"), ("first_token", "first token"), ("first_text", "first text"), ("first_clause", "first clause"),
     ("first_audio", "first audio"), ("first_speech", "first sent"),
 )
 #: response.end timings that are counts, flags or targets, not moments.
-NOT_STAGES = frozenset({"chunks", "budget", "budget_missed", "filler"})
+NOT_STAGES = frozenset({"chunks", "budget", "budget_missed", "filler", "capped"})
 _RANK = {key: i for i, (key, _) in enumerate(SERVER_ORDER)}
 
 
@@ -88,6 +88,7 @@ def counts(rows: Sequence[TurnRow]) -> dict[str, Any]:
         "busy": sum(1 for r in rows if r.busy or r.status == BUSY),
         "budget_misses": sum(1 for r in rows if r.budget_missed),
         "fillers": sum(1 for r in rows if r.server.get("filler", 0) > 0),
+        "capped": sum(1 for r in rows if r.server.get("capped", 0) > 0),
         "timeouts": errors.get("timeout", 0),
     }
 
@@ -128,6 +129,6 @@ def table(report: dict[str, Any]) -> str:
     lines.append(f"throughput: {t['turns_per_s']:.2f} turns/s "
                  f"({t['answered']} answered of {c['turns']} in {t['window_s']:.1f} s)")
     lines.append(f"errors: {c['errors'] or 'none'}; busy: {c['busy']}; budget misses: {c['budget_misses']} "
-                 f"(fillers {c['fillers']}); "
+                 f"(fillers {c['fillers']}, replies capped {c.get('capped', 0)}); "
                  f"status: {c['by_status']}")
     return "\n".join(lines)

@@ -33,6 +33,10 @@ class GatedLLM:
                 await stream.aclose()  # type: ignore[attr-defined]
 
     async def prefill(self, request: GenerationRequest) -> None:
+        """Best-effort warm-up: skipped when the engine is busy, so it never waits in (or takes) a place in
+        the line that a player's turn needs — a burst of new sessions must not make their turns ``busy``."""
+        if self.gate.busy:
+            return
         async with self.gate.slot():
             await self.inner.prefill(request)
 
