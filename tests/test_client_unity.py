@@ -1,0 +1,214 @@
+"""The Unity client's engine-independent assemblies (clients/unity/Runtime/Protocol and Runtime/Client), compiled
+with Mono's ``mcs`` and run with ``mono`` outside Unity (issue 8):
+
+1. the assembly contract: NpcRuntime.Protocol and NpcRuntime.Client declare ``noEngineReferences`` and no file
+   in them mentions UnityEngine (so they compile outside Unity, as here);
+2. the console test program (clients/unity/Tests~/Console) runs its pure checks: the JSON reader/writer, the
+   protocol decoder (audio frame pairing, malformed and unknown events), client messages, PCM16 and the
+   resampler, viseme tables and smoothing, the playback timeline and ReplyPlayer on a simulated clock;
+3. live: the same program talks to a real ``npc serve`` through NpcConnection (System.Net.WebSockets on Mono):
+   session.start for jin in the ramen shop, a text turn (text deltas, audio frames, visemes, an action,
+   response.end), playback of it through ReplyPlayer with marks sent back, malformed input, a spoken turn (JFK's
+   speech written as a 44.1 kHz WAV, resampled to 16 kHz PCM16 by the client's Pcm16 helpers, push-to-talk
+   commit), a cancelled turn and a clean close. It prints a JSON summary; this test asserts on its parsed values.
+
+The Runtime/Unity MonoBehaviours need UnityEngine and are not compiled here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from live_server import LiveServer, live_server  # noqa: E402,F401  (fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+UNITY = ROOT / "clients/unity"
+VISEMES_DIR = ROOT / "clients/visemes"
+SCENE_FILE = SHARED / "eval/scenes/ramen_shop.json"
+JFK = SHARED / "data/jfk.flac"
+OVR = {"sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "ih", "oh", "ou"}
+# The console program's default turn: with seed 2, SmolLM2 answers this prompt on the ramen shop with
+# give sake_bottle player ("You're welcome."). The server is deterministic in text and actions for a seed and
+# prompt on one machine (checked by running it several times, each on a fresh player). The player id
+# "unity_console" is used by no other test, and the live server starts with an empty memory, so the prompt is
+# the same on every run.
+ACTION_SEED = "2"
+ACTION = {"verb": "give", "object": "sake_bottle", "target": "player"}
+MCS_FLAGS = ["-langversion:7.2", "-warnaserror+", "-nologo"]
+
+
+def _require_mono() -> tuple[str, str]:
+    mcs, mono = shutil.which("mcs"), shutil.which("mono")
+    if mcs is None or mono is None:
+        reason = "mcs/mono not installed (scripts/setup_clients.sh installs mono-mcs, mono-devel, mono-runtime)"
+        if os.environ.get("NPC_REQUIRE_CLIENTS") == "1":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    return mcs, mono
+
+
+def _sources(folder: Path) -> list[str]:
+    return sorted(str(p) for p in folder.rglob("*.cs"))
+
+
+@pytest.fixture(scope="module")
+def console_test(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """Compiles NpcRuntime.Protocol.dll, NpcRuntime.Client.dll (against it) and the console test program;
+    returns the command line that runs it."""
+    mcs, mono = _require_mono()
+    out = tmp_path_factory.mktemp("unity-build")
+    protocol, client, exe = out / "NpcRuntime.Protocol.dll", out / "NpcRuntime.Client.dll", out / "NpcConsoleTest.exe"
+    steps = [
+        [mcs, *MCS_FLAGS, "-target:library", f"-out:{protocol}", *_sources(UNITY / "Runtime/Protocol")],
+        [mcs, *MCS_FLAGS, "-target:library", f"-out:{client}", f"-r:{protocol}", *_sources(UNITY / "Runtime/Client")],
+        [mcs, *MCS_FLAGS, f"-out:{exe}", f"-r:{protocol}", f"-r:{client}", *_sources(UNITY / "Tests~/Console")],
+    ]
+    for cmd in steps:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, f"mcs failed:\n{' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}"
+    return [mono, "--debug", str(exe), "--visemes", str(VISEMES_DIR)]
+
+
+def _run(cmd: list[str], timeout: float) -> dict[str, Any]:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"no JSON summary (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr[-4000:]}"
+    summary: dict[str, Any] = json.loads(lines[-1])
+    failures = summary["unit"]["failures"] + summary.get("live", {}).get("failures", [])
+    assert proc.returncode == (0 if summary["ok"] else 1), proc.stderr[-4000:]
+    assert not failures and summary["ok"], f"console test failures: {failures}\n{proc.stderr[-4000:]}"
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The package and the assembly contract
+
+def test_package_and_engine_free_assemblies() -> None:
+    package = json.loads((UNITY / "package.json").read_text())
+    assert package["name"] == "com.npcruntime.client"
+    assert package["version"] == "0.1.0" and package["unity"] == "2021.3" and package["license"] == "MIT"
+    assert (UNITY / "LICENSE.md").is_file() and (UNITY / "README.md").is_file()
+
+    asmdefs = {a["name"]: a for a in (json.loads(p.read_text()) for p in UNITY.glob("Runtime/*/*.asmdef"))}
+    assert set(asmdefs) == {"NpcRuntime.Protocol", "NpcRuntime.Client", "NpcRuntime.Unity"}
+    assert asmdefs["NpcRuntime.Protocol"]["noEngineReferences"] is True
+    assert asmdefs["NpcRuntime.Protocol"]["references"] == []
+    assert asmdefs["NpcRuntime.Client"]["noEngineReferences"] is True
+    assert asmdefs["NpcRuntime.Client"]["references"] == ["NpcRuntime.Protocol"]
+    assert asmdefs["NpcRuntime.Unity"].get("noEngineReferences", False) is False
+    assert set(asmdefs["NpcRuntime.Unity"]["references"]) == {"NpcRuntime.Protocol", "NpcRuntime.Client"}
+
+    for folder in ("Runtime/Protocol", "Runtime/Client"):
+        for path in (UNITY / folder).rglob("*"):
+            if path.is_file():
+                assert "UnityEngine" not in path.read_text(), f"{path} mentions UnityEngine"
+    for path in UNITY.rglob("*.cs"):
+        assert path.read_text().startswith("// SPDX-License-Identifier: MIT"), f"{path}: no SPDX header"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pure checks (no server)
+
+def test_unit_checks(console_test: list[str]) -> None:
+    summary = _run(console_test, timeout=120)
+    assert summary["unit"]["passed"] >= 130  # each check is one assertion in UnitChecks.cs
+    assert "live" not in summary
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Live: the real server
+
+def _write_request_wav(path: Path, rate: int = 44100) -> float:
+    """JFK's speech as a 16-bit mono WAV at a microphone's 44.1 kHz (the client resamples it to 16 kHz)."""
+    from faster_whisper import decode_audio
+
+    audio = decode_audio(str(JFK), sampling_rate=16000)
+    t = np.arange(int(len(audio) * rate / 16000)) / rate
+    upsampled = np.interp(t, np.arange(len(audio)) / 16000, audio)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.clip(upsampled, -1, 1) * 32767).astype("<i2").tobytes())
+    return len(upsampled) / rate
+
+
+def test_live_conversation(console_test: list[str], live_server: LiveServer, tmp_path: Path) -> None:
+    wav = tmp_path / "request_44k.wav"
+    seconds = _write_request_wav(wav)
+    scene = json.loads(SCENE_FILE.read_text())
+    objects = {o["id"] for o in scene["objects"]}
+    characters = {c["id"] for c in scene["characters"]}
+
+    summary = _run([*console_test, "--url", live_server.ws_url, "--scene", str(SCENE_FILE), "--wav", str(wav),
+                    "--player", "unity_console", "--seed", ACTION_SEED], timeout=600)
+    live = summary["live"]
+
+    ready = live["ready"]
+    assert ready["protocol"] == "1" and ready["character"] == "jin" and ready["character_name"] == "Jin"
+    assert set(ready["actions"]) <= {"move", "grab", "give"} and ready["actions"]
+    assert ready["audio_in_sample_rate"] == 16000 and ready["end_silence_ms"] == 2500
+
+    turn = live["text_turn"]
+    end = turn["end"]
+    assert turn["ref_ok"] and turn["trigger"] == "text" and turn["speaker"] == "jin"
+    assert turn["deltas"] >= 1 and turn["delta_text"].strip() == end["text"].strip() != ""
+    assert end["status"] == "completed"
+    assert {"prompt_ready", "first_token", "first_audio", "end"} <= set(end["timings"])
+    assert end["timings"]["first_token"] <= end["timings"]["end"]
+    audio = turn["audio"]
+    assert audio["sample_rate"] == ready["audio_sample_rate"] >= 8000
+    assert audio["chunks"] >= 1 and audio["bytes"] == 2 * audio["samples"] > 0 and audio["bytes_match_samples"]
+    assert audio["contiguous"]
+    assert abs(audio["duration_ms"] - end["audio_ms"]) < 1.0
+    assert audio["duration_ms"] == pytest.approx(1000 * audio["samples"] / audio["sample_rate"], abs=0.1)
+    visemes = turn["visemes"]
+    assert visemes["count"] >= 2 and set(visemes["names"]) <= OVR and visemes["monotonic"] and visemes["cover_audio"]
+    assert visemes["first_start_ms"] == 0 and abs(visemes["last_end_ms"] - end["audio_ms"]) < 1.0
+
+    assert len(turn["actions"]) >= 1
+    for action in turn["actions"]:
+        assert action["verb"] in ready["actions"]
+        if action["verb"] == "give":
+            assert action["object"] in objects and action["target"] in characters
+        assert 0 <= action["at_ms"] <= end["audio_ms"]
+    assert [{k: a[k] for k in ("verb", "object", "target")} for a in turn["actions"]] == end["actions"]
+    assert end["actions"][0] == ACTION, f"seed {ACTION_SEED} no longer gives {ACTION}: {turn}"
+
+    playback = live["playback"]
+    assert playback["ordered"] and playback["on_clock"]
+    released = playback["released"]
+    assert sum(r.startswith("viseme:") for r in released) == visemes["count"]
+    released_actions = [r.split("@")[0] for r in released if r.startswith("action:")]
+    assert released_actions == [f"action:{a['verb']}" for a in turn["actions"]]
+    assert len(playback["marks"]) >= 2 and playback["marks"] == sorted(playback["marks"])
+    assert abs(playback["marks"][-1] - end["audio_ms"]) < 1.0
+
+    assert [(e["code"], e["ref"]) for e in live["errors"]] == [
+        ("bad_json", None), ("invalid_message", "bad-1"), ("unknown_type", "bad-2"), ("no_response", "bad-3")]
+    assert not any(e["fatal"] for e in live["errors"]) and live["usable_after_errors"]
+
+    voice = live["voice_turn"]
+    assert voice["wav_rate"] == 44100
+    assert abs(voice["bytes_sent"] - 2 * 16000 * (seconds + 0.3)) < 2 * 16000 * 0.03  # 16 kHz PCM16 of it all
+    words = set(re.findall(r"[a-z]+", voice["transcript"].lower()))
+    assert {"fellow", "americans", "country"} <= words, voice["transcript"]
+    assert voice["trigger"] == "voice" and voice["ref"] == voice["utterance_id"] and re.fullmatch(r"u\d+", voice["ref"])
+    assert voice["speech_duration_ms"] > 5000 and voice["status"] == "completed"
+
+    assert live["cancelled_turn"]["status"] == "interrupted"
+    assert live["closed"] == {"clean": True, "status": "NormalClosure"}
