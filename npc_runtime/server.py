@@ -1,7 +1,8 @@
 """The WebSocket server: one :class:`~npc_runtime.session.Session` per connection, plus on the same
 port ``GET /healthz`` (live: 200 while the process serves), ``GET /readyz`` (200 once the models are
-warm, 503 before) and ``GET /metrics`` (Prometheus). Over ``max_sessions`` open sessions, a new
-connection gets a ``busy`` error (fatal, retryable) and is closed.
+warm, 503 before), ``GET /metrics`` (Prometheus) and ``GET /demo`` (the browser demo: the static files
+of ``clients/web/``). Over ``max_sessions`` open sessions, a new connection gets a ``busy`` error
+(fatal, retryable) and is closed.
 
 Each connection has a read pump (this handler: parse, hand to the session) and a write pump
 (drain the session's ordered outbox into the socket), both owned by a TaskGroup; when the
@@ -13,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http
+import urllib.parse
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -31,6 +34,33 @@ log = structlog.get_logger(__name__)
 #: :data:`~npc_runtime.protocol.MAX_MESSAGE_BYTES` and this get a ``message_too_large`` error
 #: event and the connection stays up.
 HARD_MAX_FRAME_BYTES = 1024 * 1024
+
+#: The browser demo's static files, served at ``/demo`` (``clients/web/`` of a source checkout).
+DEMO_DIR = Path(__file__).resolve().parents[1] / "clients" / "web"
+DEMO_TYPES = {
+    ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
+    ".json": "application/json", ".svg": "image/svg+xml", ".png": "image/png", ".wasm": "application/wasm",
+}
+
+
+def demo_file(path: str, root: Path = DEMO_DIR) -> Path | None:
+    """The file under ``root`` that the request path ``/demo/`` or ``/demo/<file>`` names, or ``None``
+    (not a demo path, not a known file type, or outside ``root``: ``..``, hidden names, links out)."""
+    if path == "/demo/":
+        path = "/demo/index.html"
+    if not path.startswith("/demo/"):
+        return None
+    parts = urllib.parse.unquote(path[len("/demo/"):]).split("/")
+    if any(not part or part.startswith(".") or "\\" in part or "\0" in part for part in parts):
+        return None
+    candidate = root.joinpath(*parts)
+    try:
+        resolved = candidate.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    if not resolved.is_relative_to(root.resolve()) or not resolved.is_file() or resolved.suffix not in DEMO_TYPES:
+        return None
+    return resolved
 
 
 class NpcServer:
@@ -85,8 +115,33 @@ class NpcServer:
                 response.headers[name] = value
             return response
         if request.headers.get("Upgrade", "").lower() != "websocket":
-            return connection.respond(http.HTTPStatus.NOT_FOUND, "npc_runtime: connect with a WebSocket; GET /healthz, /readyz, /metrics\n")
+            if path == "/demo" or path.startswith("/demo/"):
+                return self._demo(connection, request.path)
+            return connection.respond(http.HTTPStatus.NOT_FOUND,
+                                      "npc_runtime: connect with a WebSocket; GET /healthz, /readyz, /metrics, /demo\n")
         return None
+
+    @staticmethod
+    def _demo(connection: ServerConnection, target: str) -> Response:
+        """A static file of the browser demo (small files, read whole), or 404. ``/demo`` redirects to
+        ``/demo/`` (query kept) so that the page's relative URLs resolve under ``/demo/``."""
+        path, sep, query = target.partition("?")
+        if path == "/demo":
+            response = connection.respond(http.HTTPStatus.FOUND, "")
+            response.headers["Location"] = "/demo/" + sep + query
+            return response
+        file = demo_file(path)
+        if file is None:
+            return connection.respond(http.HTTPStatus.NOT_FOUND, "npc_runtime: no such demo file\n")
+        response = connection.respond(http.HTTPStatus.OK, "")
+        response.body = file.read_bytes()
+        headers = (("Content-Type", DEMO_TYPES[file.suffix]), ("Content-Length", str(len(response.body))),
+                   ("Cache-Control", "no-cache"))
+        for name, value in headers:
+            if name in response.headers:
+                del response.headers[name]  # a multi-dict: replace, do not add
+            response.headers[name] = value
+        return response
 
     async def _handle(self, ws: ServerConnection) -> None:
         structlog.contextvars.clear_contextvars()

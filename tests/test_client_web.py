@@ -1,0 +1,349 @@
+"""The browser demo (``clients/web/``, served by ``npc serve`` at ``/demo``) against a live server.
+
+* The static route: content types, ``/demo`` → ``/demo/``, 404 for unknown files, path traversal refused.
+* Headless Debian Chromium driven by Python Playwright, its microphone fed a real speech WAV
+  (Piper's voice saying "Could you hand me the chopsticks?", made at test time): the test picks Jin,
+  holds to talk, and checks what the page parsed and did through its ``window.npcDemo`` hook — the
+  transcript, the reply's audio, visemes applied to the face on the audio clock, the ``give`` action
+  shown in the scene, the latency panel — then a typed turn, then a barge-in (talking over the reply
+  stops its playback and sends the last playback mark). A screenshot taken mid-word goes to
+  ``test-output/web-demo.png`` and to pytest's ``tmp_path``.
+
+Needs ``chromium`` (Debian) and the ``playwright`` Python package (its driver only: browsers are never
+downloaded). Without them the browser test skips, or fails when ``NPC_REQUIRE_CLIENTS=1`` (CI).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import urllib.request
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from live_server import LiveServer, live_server  # noqa: F401  (fixture)
+from npc_runtime.scene import Scene
+from npc_runtime.server import DEMO_DIR, demo_file
+
+ROOT = Path(__file__).resolve().parents[1]
+WEB = ROOT / "clients" / "web"
+SCREENSHOT = ROOT / "test-output" / "web-demo.png"
+VISEMES = {"sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "ih", "oh", "ou"}
+REQUEST = "Could you hand me the chopsticks?"
+# Seed 1 + this player id (a fresh memory) + the demo's ramen_shop scene: SmolLM2 answers the spoken request
+# with `give chopsticks player` (deterministic for a seed and prompt on one machine; checked by running twice).
+DEMO_QUERY = "?seed=1&player=web_demo_test&character=jin"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+]
+
+
+def _need(what: str) -> None:
+    message = f"browser demo test needs {what} (scripts/setup_clients.sh; pip install -e '.[test]')"
+    if os.environ.get("NPC_REQUIRE_CLIENTS") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _get(url: str) -> tuple[int, str, bytes, str | None]:
+    """GET without following redirects: (status, content type, body, Location)."""
+    host, _, rest = url.removeprefix("http://").partition("/")
+    conn = http.client.HTTPConnection(host, timeout=10)
+    try:
+        conn.request("GET", "/" + rest)  # the path goes out as written: no client-side ".." normalisation
+        resp = conn.getresponse()
+        return resp.status, resp.getheader("Content-Type", ""), resp.read(), resp.getheader("Location")
+    finally:
+        conn.close()
+
+
+# ---- the static route ----------------------------------------------------------------------------------------
+
+
+def test_demo_file_stays_inside_its_folder(tmp_path: Path) -> None:
+    root = tmp_path / "web"
+    (root / "sub").mkdir(parents=True)
+    (root / "index.html").write_text("<html></html>")
+    (root / "sub" / "x.js").write_text("//")
+    (root / "notes.txt").write_text("not a demo file type")
+    (root / ".secret.js").write_text("//")
+    (tmp_path / "outside.js").write_text("//")
+    (root / "link.js").symlink_to(tmp_path / "outside.js")
+
+    assert demo_file("/demo/", root) == (root / "index.html").resolve()
+    assert demo_file("/demo/sub/x.js", root) == (root / "sub" / "x.js").resolve()
+    for bad in ("/demo/../outside.js", "/demo/sub/../../outside.js", "/demo/%2e%2e/outside.js", "/demo/..%2foutside.js",
+                "/demo/link.js", "/demo/.secret.js", "/demo/notes.txt", "/demo/sub", "/demo/missing.js",
+                "/demo//etc/passwd", "/demo/sub%5c..%5c..%5coutside.js", "/demo/x%00.js", "/democracy.js", "/healthz"):
+        assert demo_file(bad, root) is None, bad
+
+
+def test_demo_files_are_what_the_page_needs() -> None:
+    assert DEMO_DIR == WEB
+    listing = json.loads((WEB / "characters.json").read_text())["characters"]
+    assert {c["id"] for c in listing} == {"jin", "nova"}
+    for entry in listing:
+        assert (ROOT / "characters" / f"{entry['id']}.yaml").is_file(), entry
+        scene = Scene.model_validate_json((WEB / entry["scene"]).read_text())  # the server accepts it as is
+        assert scene.objects and scene.locations and any(c.id == "player" for c in scene.characters)
+    for source in WEB.glob("*.js"):
+        assert "SPDX-License-Identifier: MIT" in source.read_text().splitlines()[0], source
+
+
+def test_demo_route(live_server: LiveServer) -> None:  # noqa: F811
+    base = live_server.http_url
+    status, _, _, location = _get(f"{base}/demo?seed=1")
+    assert (status, location) == (302, "/demo/?seed=1")
+    status, ctype, body, _ = _get(f"{base}/demo/")
+    assert (status, ctype) == (200, "text/html; charset=utf-8") and b'src="app.js"' in body
+    for name, want in (("app.js", "text/javascript; charset=utf-8"), ("mic-worklet.js", "text/javascript; charset=utf-8"),
+                       ("style.css", "text/css; charset=utf-8"), ("scenes/ramen_shop.json", "application/json")):
+        status, ctype, body, _ = _get(f"{base}/demo/{name}")
+        assert (status, ctype) == (200, want), name
+        assert body == (WEB / name).read_bytes()
+    for bad in ("/demo/../pyproject.toml", "/demo/%2e%2e/pyproject.toml", "/demo/..%2fpyproject.toml",
+                "/demo/scenes/..%2f..%2f..%2fpyproject.toml", "/demo/nope.js", "/demo/scenes", "/nothing"):
+        status, _, body, _ = _get(base + bad)
+        assert status == 404, bad
+        assert b"[project]" not in body
+    with urllib.request.urlopen(f"{base}/healthz", timeout=5) as resp:  # the other routes are untouched
+        assert resp.status == 200
+
+
+# ---- the page in headless Chromium -----------------------------------------------------------------------
+
+
+def _speech_wav(path: Path) -> float:
+    """REQUEST spoken by Piper (the server's own voice package), 48 kHz mono PCM16 with 0.4 s of silence
+    before and 1.2 s after (Chromium's fake capture reads PCM WAV and converts it to the device format).
+    Returns the duration in ms."""
+    from piper import PiperVoice
+
+    from npc_runtime.tts.piper import resolve_voice
+
+    model, config = resolve_voice(None)
+    voice = PiperVoice.load(str(model), config_path=str(config))
+    raw = path.with_suffix(".voice.wav")
+    with wave.open(str(raw), "wb") as out:
+        voice.synthesize_wav(REQUEST, out)
+    with wave.open(str(raw), "rb") as src:
+        rate = src.getframerate()
+        x = np.frombuffer(src.readframes(src.getnframes()), np.int16).astype(np.float64)
+    t = np.arange(int(len(x) * 48000 / rate)) * rate / 48000
+    y = np.concatenate([np.zeros(19200), np.interp(t, np.arange(len(x)), x), np.zeros(57600)])
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(48000)
+        out.writeframes(y.astype(np.int16).tobytes())
+    return len(y) / 48.0
+
+
+def _demo(page: Any) -> dict[str, Any]:
+    return page.evaluate("window.npcDemo")  # type: ignore[no-any-return]
+
+
+def _wait(page: Any, expression: str, timeout_s: float, server: LiveServer) -> None:
+    """Waits for a JS expression to be true; on timeout, fails with what the page saw and the server's log."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(expression, timeout=timeout_s * 1000)
+    except PlaywrightTimeout:
+        demo = _demo(page)
+        seen = {k: demo.get(k) for k in ("state", "counters", "log", "errors", "interruptions", "lastEnd", "audioMs")}
+        raise AssertionError(f"timed out after {timeout_s} s waiting for: {expression}\npage: {json.dumps(seen)[:4000]}"
+                             f"\nserver log:\n{server.log_tail(30)}") from None
+
+
+def _hold_to_talk(page: Any, ms: float, server: LiveServer) -> None:
+    """Press the talk button until the page has sent `ms` of microphone audio, then release it."""
+    sent = _demo(page)["counters"]["micMs"]
+    page.hover("#talk")
+    page.mouse.down()
+    _wait(page, f"window.npcDemo.counters.micMs >= {sent + ms}", 30, server)
+    page.mouse.up()
+
+
+def _wait_turn_done(page: Any, ended: int, server: LiveServer) -> dict[str, Any]:
+    _wait(page, f"window.npcDemo.counters.responsesEnded >= {ended} && !window.npcDemo.state.playing", 120, server)
+    return _demo(page)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium, with Python Playwright to drive it (checked before the live server starts)."""
+    path = shutil.which("chromium")
+    if path is None:
+        _need("Debian's chromium")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _need("the playwright Python package")
+    return str(path)
+
+
+@pytest.mark.timeout(600)
+def test_browser_demo_talks_hears_sees(chromium: str, live_server: LiveServer, tmp_path: Path) -> None:  # noqa: F811
+    from playwright.sync_api import sync_playwright
+
+    wav = tmp_path / "request.wav"
+    wav_ms = _speech_wav(wav)
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=chromium, headless=True,
+            args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={wav}%noloop"],
+            viewport={"width": 1280, "height": 800},
+        )
+        try:
+            page = browser.pages[0] if browser.pages else browser.new_page()
+            page_errors: list[str] = []
+            page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+            _run_demo(page, live_server, tmp_path, wav_ms)
+            assert page_errors == []
+        finally:
+            browser.close()
+
+
+# The page's parser against events as protocol v1 defines them and as a changed protocol might send them.
+PARSER_CHECK = """async () => {
+  const { parseServerEvent, AudioPairer } = await import("./npc-client.js");
+  const verdict = (frame) => { try { parseServerEvent(frame); return "ok"; } catch (e) { return e.name; } };
+  const audio = {type: "response.audio", response_id: "r1", seq: 0, start_ms: 0, samples: 2,
+                 visemes: [{viseme: "aa", start_ms: 0, end_ms: 0.1}]};
+  const pairer = new AudioPairer();
+  pairer.text(audio);
+  let short = "ok";
+  try { pairer.binary(new ArrayBuffer(2)); } catch (e) { short = e.name; }
+  return {
+    audio: verdict(JSON.stringify(audio)),
+    action: verdict('{"type":"response.action","response_id":"r1","index":0,"verb":"give","object":"menu","target":"player","text_offset":0,"at_ms":12.5}'),
+    unknown_type: verdict('{"type":"response.audio_chunk","response_id":"r1"}'),
+    unknown_verb: verdict('{"type":"response.action","response_id":"r1","index":0,"verb":"jump","text_offset":0,"at_ms":null}'),
+    unknown_viseme: verdict(JSON.stringify({...audio, visemes: [{viseme: "AA", start_ms: 0, end_ms: 1}]})),
+    no_visemes: verdict(JSON.stringify({...audio, visemes: undefined})),
+    string_ms: verdict(JSON.stringify({...audio, start_ms: "0"})),
+    no_response_id: verdict('{"type":"pong","ref":"x"}'),
+    other_protocol: verdict('{"type":"session.ready","response_id":null,"session_id":"s","protocol":"2","character":{"id":"jin"},"actions":[],"audio":null,"audio_in":null,"listen":null,"mood":"neutral"}'),
+    not_json: verdict("{"),
+    short_frame: short,
+  };
+}"""
+
+
+def _run_demo(page: Any, server: LiveServer, tmp_path: Path, wav_ms: float) -> None:
+    page.goto(f"{server.http_url}/demo{DEMO_QUERY}")
+    page.wait_for_function("document.querySelector('#character').options.length === 2")
+    verdicts = page.evaluate(PARSER_CHECK)
+    assert verdicts == {"audio": "ok", "action": "ok", **{k: "ProtocolError" for k in verdicts if k not in ("audio", "action")}}
+    page.select_option("#character", "jin")
+    page.click("#connect")  # a user gesture: the page may start its AudioContext
+    _wait(page, "window.npcDemo.state.connected", 20, server)
+    ready = _demo(page)["ready"]
+    assert ready["character"] == {"id": "jin", "name": "Jin"}
+    assert ready["audio"]["sample_rate"] > 0 and ready["audio_in"]["sample_rate"] == 16000
+    assert set(ready["actions"]) == {"move", "grab", "give"}
+
+    # ---- 1. voice turn: hold to talk while the fake microphone plays the request --------------------------
+    _hold_to_talk(page, wav_ms - 300, server)
+    _wait(page, "[...document.querySelectorAll('#transcript .line.player[data-final]')]"
+                ".some(e => /chopsticks/i.test(e.textContent))", 60, server)
+    # Mid-word: audio playing, the mouth on an open viseme, the character's words on screen.
+    _wait(page,
+        "(() => { const d = window.npcDemo; const words = document.querySelector('#transcript .line.character .stable');"
+        " return d.state.playing && d.counters.visemesApplied >= 5 && !['sil', 'PP'].includes(d.currentViseme)"
+        " && d.mouth.open > 0.3 && words && words.textContent.trim().length > 0; })()", 120, server)
+    shot = tmp_path / "web-demo.png"
+    page.screenshot(path=str(shot))
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    shutil.copyfile(shot, SCREENSHOT)
+    print(f"\nbrowser demo screenshot: {SCREENSHOT} (and {shot})")
+
+    demo = _wait_turn_done(page, 1, server)
+    assert demo["errors"] == [] and demo["counters"]["protocolErrors"] == 0, demo["errors"]
+    final = [t for t in demo["transcripts"] if t["kind"] == "final"]
+    assert len(final) == 1 and "chopsticks" in final[0]["text"].lower(), final
+    end = demo["lastEnd"]
+    assert end["status"] == "completed", end
+    rid = end["response_id"]
+    # The reply's audio: every chunk's PCM arrived (as much as response.end says was sent) and was played.
+    assert end["audio_ms"] > 500
+    assert demo["audioMs"][rid] == pytest.approx(end["audio_ms"], rel=0.02, abs=5)
+    assert demo["counters"]["audioBytes"] > 0 and demo["counters"]["marksSent"] >= 2
+    assert demo["lastMark"]["response_id"] == rid and demo["lastMark"]["played_ms"] >= 0.9 * end["audio_ms"]
+    # Visemes applied to the face on the audio clock: many changes, valid names, time moving forward.
+    cues = [v for v in demo["visemes"] if v["response_id"] == rid]
+    assert len(cues) >= 10 and {v["viseme"] for v in cues} <= VISEMES
+    assert len({v["viseme"] for v in cues} - {"sil"}) >= 4
+    clocks = [v["clock_ms"] for v in cues]
+    assert clocks == sorted(clocks) and clocks[-1] >= 0.5 * end["audio_ms"]
+    assert demo["counters"]["mouthShapeChanges"] >= 10
+    # The action, shown in the scene when playback reached its at_ms.
+    assert {"verb": "give", "object": "chopsticks", "target": "player"} in end["actions"]
+    shown = [a for a in demo["actions"] if a["verb"] == "give"]
+    assert len(shown) == 1 and shown[0]["object"] == "chopsticks" and shown[0]["target"] == "player"
+    assert shown[0]["at_ms"] is not None and shown[0]["shown_at_ms"] >= shown[0]["at_ms"]
+    assert "gives chopsticks to Kai" in page.inner_text("#scene")
+    assert "gives chopsticks to Kai" in page.inner_text("#actions")
+    # The latency panel shows the turn's stages from response.end.timings.
+    timings = demo["lastTimings"]
+    assert timings["end"] >= timings["first_token"] >= timings["prompt_ready"] > 0 and "transcript_final" in timings
+    stages = page.eval_on_selector_all("#timings tr", "rows => rows.map(r => r.dataset.stage)")
+    assert {"transcript_final", "prompt_ready", "first_token", "first_audio", "end"} <= set(stages)
+    assert f"{int(timings['end'] + 0.5)} ms" in page.inner_text("#timings")  # JS Math.round, not Python's round
+    character_line = page.inner_text(f"[data-line='r:{rid}'] .stable")
+    assert character_line.strip() == end["text"].strip()  # the text deltas add up to the final text
+
+    # ---- 2. typed turn ------------------------------------------------------------------------------------
+    audio_before = demo["counters"]["audioBytes"]
+    page.fill("#text", "What ramen do you recommend tonight?")
+    page.press("#text", "Enter")
+    demo = _wait_turn_done(page, 2, server)
+    end2 = demo["lastEnd"]
+    assert end2["response_id"] != rid and end2["status"] == "completed" and end2["text"].strip()
+    assert demo["counters"]["audioBytes"] > audio_before
+    assert demo["audioMs"][end2["response_id"]] == pytest.approx(end2["audio_ms"], rel=0.02, abs=5)
+    assert "What ramen do you recommend tonight?" in page.inner_text("#transcript")
+    assert page.inner_text(f"[data-line='r:{end2['response_id']}'] .stable").strip() == end2["text"].strip()
+
+    # ---- 3. barge-in: talk over the reply; the page stops playback and marks what was heard ----------------
+    # Pressed once the reply's words play (after the filler): the server interrupts a running response, or one
+    # whose audio still plays, when the voice has lasted barge_in_ms. With seed 1 this reply is long enough that
+    # its audio is still playing then (deterministic for the seed; checked by running twice).
+    page.fill("#text", "Tell me the whole story of your ramen shop, from the very beginning.")
+    page.press("#text", "Enter")
+    _wait(page, "(() => { const d = window.npcDemo; const r = d.state.responseId;"
+                " const words = document.querySelector(`[data-line='r:${r}'] .stable`);"
+                " return d.counters.responsesEnded === 2 && d.state.playing && words && words.textContent.trim() !== '';"
+                " })()", 120, server)
+    talking_over = _demo(page)["state"]["responseId"]
+    page.hover("#talk")
+    page.mouse.down()
+    _wait(page, "window.npcDemo.interruptions.length > 0", 30, server)
+    demo = _demo(page)
+    page.mouse.up()
+    cut = demo["interruptions"][0]
+    assert cut["response_id"] == talking_over, cut
+    assert cut["was_playing"], cut  # its audio was cut: stopped before its end, and the server told how much was heard
+    assert 0 < cut["played_ms"] <= demo["audioMs"][talking_over] + 1
+    assert demo["lastMark"] == {"response_id": talking_over, "played_ms": cut["played_ms"]}
+    assert "(interrupted)" in page.inner_text(f"[data-line='r:{talking_over}']")
+    demo = _wait_turn_done(page, 4, server)  # the interrupted reply ended, and the player's words got an answer
+    ends = [e for e in demo["log"] if e == "response.end"]
+    assert len(ends) >= 4 and demo["state"]["responseId"] != talking_over
+
+    # ---- 4. the other character: a new session with Nova in her lab ----------------------------------------
+    page.select_option("#character", "nova")
+    page.click("#connect")
+    _wait(page, "window.npcDemo.state.connected && window.npcDemo.ready.character.id === 'nova'", 20, server)
+    assert "Nova's security lab" in page.inner_text("#scene") and "Nova" in page.inner_text("#face")
+    assert _demo(page)["errors"] == []
