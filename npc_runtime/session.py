@@ -140,7 +140,7 @@ class Services:
     #: Open sessions at most (the server refuses more with ``busy``).
     max_sessions: int = 64
     #: Utterances allowed to wait for the final recogniser (all sessions); more are refused with ``busy``.
-    asr_max_waiting: int = 8
+    asr_max_waiting: int = 4
 
 
 def _cap_chars(texts: list[str], limit: int) -> list[str]:

@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     max_sessions: int = Field(default=64, ge=1, description="Open sessions at most; more connections get a busy error and are closed.")
     llm_concurrency: int = Field(default=0, ge=0, description="Generations at once (0: 1 for the embedded engine, 8 for vLLM).")
     llm_max_waiting: int = Field(default=8, ge=0, description="Turns allowed to wait for the LLM; the next ones fail at once with busy.")
-    asr_max_waiting: int = Field(default=8, ge=1, description="Utterances allowed to wait for speech recognition (all sessions); the next one is refused with busy.")
+    asr_max_waiting: int = Field(default=4, ge=1, description="Utterances allowed to wait for speech recognition (all sessions); the next one is refused with busy.")
 
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

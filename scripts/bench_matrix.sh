@@ -29,8 +29,8 @@ if [[ "$WHICH" == text || "$WHICH" == all ]]; then
   run text 16 "$T16" 1
 fi
 if [[ "$WHICH" == audio || "$WHICH" == all ]]; then
-  run audio 1 3 1
-  run audio 4 2 1
+  run audio 1 5 1
+  run audio 4 5 1
   run audio 16 "$T16" 1
 fi
 .venv/bin/python scripts/bench_summary.py "$OUT" "${NPC_BENCH_LABEL:-$URL}" | tee "$OUT/summary.md"

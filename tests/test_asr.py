@@ -389,7 +389,8 @@ async def test_listener_jfk_44100(tiny: WhisperASR, vad: SileroVAD) -> None:
 async def test_listener_splits_at_pauses_in_order(tiny: WhisperASR, vad: SileroVAD, jfk: np.ndarray) -> None:
     """Default end of turn (500 ms): JFK's pauses split the speech; finals come in utterance order."""
     pcm = pcm16(np.concatenate([jfk, np.zeros(24000, dtype=np.float32)]))
-    config = ListenConfig(partials=False, max_backlog_s=60)
+    # fed far faster than real time, the four utterances' decodes pile up at once: no load limit here
+    config = ListenConfig(partials=False, max_backlog_s=60, max_decodes_waiting=16)
     events = await listen(Listener(asr=tiny, vad=vad, config=config), pcm, 640)
     finals = [e for e in events if isinstance(e, TranscriptFinal)]
     ids = [f"u{i}" for i in range(1, len(finals) + 1)]
@@ -525,3 +526,18 @@ async def test_listener_sheds_partials_while_the_partial_recogniser_is_busy(
     busy_partials.extra = 0  # the other decode is done: partials come back
     events = await listen(Listener(asr=tiny, vad=vad, config=config, partial_asr=busy_partials), pcm, 640, drain_every=50)
     assert "TranscriptPartial" in kinds(events) and busy_partials.calls and all(busy_partials.calls)
+
+
+@pytest.mark.engine
+async def test_listener_sends_a_final_to_the_partial_recogniser_when_the_final_one_is_backed_up(
+        tiny: WhisperASR, vad: SileroVAD, jfk: np.ndarray) -> None:
+    """Several sessions' turns ending together queue on the final recogniser: a final goes to the partial
+    recogniser when its line is shorter, so both serve finals under load."""
+    busy_finals = LoadedASR(tiny, extra=3)
+    idle_partials = LoadedASR(tiny, extra=0)
+    config = ListenConfig(partials=False)
+    pcm = pcm16(np.concatenate([jfk[: 16000 * 3], np.zeros(16000, dtype=np.float32)]))
+    events = await listen(Listener(asr=busy_finals, vad=vad, config=config, partial_asr=idle_partials), pcm, 640)
+    assert kinds(events) == ["SpeechStarted", "SpeechStopped", "TranscriptFinal"]
+    assert busy_finals.calls == [] and idle_partials.calls and not any(idle_partials.calls)  # final decodes only
+    assert "fellow americans" in " ".join(normalize(events[-1].text))  # type: ignore[attr-defined]

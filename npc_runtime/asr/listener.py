@@ -60,9 +60,10 @@ class ListenConfig:
     #: Load limits, counted over every session sharing the engines: a partial decode is skipped (tried again
     #: on the next frames) while the partial recogniser has this many decodes queued or running — partials
     #: are a nicety and must not eat the CPU that finals need; an utterance whose final decode would
-    #: queue behind ``max_decodes_waiting`` others is refused (``UtteranceRefused``: the client gets ``busy``).
+    #: queue behind ``max_decodes_waiting`` others (on both recognisers) is refused (``UtteranceRefused``:
+    #: the client gets ``busy``). A tiny.en decode takes ~0.9 s on one core here: 4 waiting is ~3.5 s.
     partial_max_pending: int = 1
-    max_decodes_waiting: int = 8
+    max_decodes_waiting: int = 4
 
 
 class AudioError(NpcError):
@@ -188,6 +189,7 @@ class Listener:
         self._ids = itertools.count(1)
         self._utterance: _Utterance | None = None
         self._partial: asyncio.Task[None] | None = None
+        self._own_decodes = 0  # this listener's decodes in the recognisers (not counted as others' load)
         self._last_final: asyncio.Task[None] | None = None
         self._events: asyncio.Queue[object] = asyncio.Queue()
         self._wake = asyncio.Event()
@@ -381,9 +383,10 @@ class Listener:
         if isinstance(event, SpeechPause):
             utterance.paused = True
             stopped = self._endpointer.voice_stopped_ms
-            if stopped is not None and queue_depth(self._asr) < self.config.max_decodes_waiting:
+            engine = self._final_engine()
+            if stopped is not None and self._decodes_waiting() < self.config.max_decodes_waiting:
                 speech_end = self._origin_ms + stopped
-                task = self._spawn(self._asr.transcribe(self._utterance_audio(utterance, speech_end)),
+                task = self._spawn(self._decode(engine, self._utterance_audio(utterance, speech_end)),
                                    f"speculative-{utterance.id}")
                 utterance.speculative = (speech_end, task)
         elif isinstance(event, SpeechResume):
@@ -404,14 +407,14 @@ class Listener:
         speculative = utterance.speculative
         if speculative is not None and speculative[0] == speech_end:
             decode, hit = speculative[1], True
-        elif (waiting := queue_depth(self._asr)) >= self.config.max_decodes_waiting:
+        elif (waiting := self._decodes_waiting()) >= self.config.max_decodes_waiting:
             refused = UtteranceRefused(utterance.id, BusyError(
                 f"speech recognition is busy ({waiting} utterances waiting); say it again shortly"))
             self._last_final = self._spawn(self._in_order(refused, self._last_final), f"refused-{utterance.id}")
             return
         else:
             audio = self._utterance_audio(utterance, speech_end, tail=event.forced)
-            decode, hit = self._spawn(self._asr.transcribe(audio), f"final-{utterance.id}"), False
+            decode, hit = self._spawn(self._decode(self._final_engine(), audio), f"final-{utterance.id}"), False
         self._last_final = self._spawn(
             self._finish(utterance.id, decode, event.duration_ms, self._wall_at(speech_end), detected, hit,
                          self._last_final), f"finish-{utterance.id}")
@@ -420,6 +423,27 @@ class Listener:
         utterance.ended = True
         self._utterance = None
         self._emit(stopped)
+
+    def _final_engine(self) -> ASR:
+        """The recogniser for a final decode: the final one, or the partial one when it has the shorter
+        queue — under load (several sessions' turns ending together) both serve finals, and partials,
+        which are shed while their recogniser is busy, give way."""
+        if self._partial_asr is not self._asr and queue_depth(self._partial_asr) < queue_depth(self._asr):
+            return self._partial_asr
+        return self._asr
+
+    def _decodes_waiting(self) -> int:
+        """Other sessions' decodes queued or running on the recognisers that serve finals (this listener's own
+        speculative and partial decodes do not count: one session alone is never refused)."""
+        total = queue_depth(self._asr) if self._partial_asr is self._asr else queue_depth(self._asr) + queue_depth(self._partial_asr)
+        return max(0, total - self._own_decodes)
+
+    async def _decode(self, engine: ASR, audio: np.ndarray, *, partial: bool = False) -> Transcript:
+        self._own_decodes += 1
+        try:
+            return await engine.transcribe(audio, partial=partial)
+        finally:
+            self._own_decodes -= 1
 
     def _utterance_audio(self, utterance: _Utterance, speech_end_ms: float, *, tail: bool = False) -> np.ndarray:
         """The utterance from its pre-roll to where the voice stopped, plus a short post-roll
@@ -438,7 +462,7 @@ class Listener:
 
     async def _decode_partial(self, utterance: _Utterance, audio: np.ndarray, generation: int) -> None:
         try:
-            result = await self._partial_asr.transcribe(audio, partial=True)
+            result = await self._decode(self._partial_asr, audio, partial=True)
         except NpcError:
             return  # the final reports a broken engine
         if utterance is self._utterance and not utterance.paused and generation == self._generation:
