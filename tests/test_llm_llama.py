@@ -231,3 +231,27 @@ async def test_a_session_comes_back_warm_after_another_spoke(llama_engine) -> No
     print(f"\nsession restore: prompt {s.prompt_tokens}, reused {s.reused_tokens}, evaluated {s.evaluated_tokens}")
     assert s.prefix == "session"
     assert s.evaluated_tokens < 30 < s.reused_tokens  # only the new line is read
+
+
+async def test_a_known_grammar_is_validated_without_waiting_for_a_running_generation(llama_engine) -> None:  # noqa: F811
+    """Another session's turn generating on the engine thread: a turn whose grammar was checked before
+    does not queue behind it just to hear "valid" again (the verdict is cached on the event loop)."""
+    await llama_engine.validate_grammar(LOOPING)
+    stream = llama_engine.stream(chat("Count", grammar=LOOPING, max_tokens=200))
+    received = 0
+    async for _ in stream:
+        received += 1
+        if received == 3:
+            break
+    try:  # the generation is still running in the engine thread (the stream is open)
+        started = time.perf_counter()
+        await asyncio.wait_for(llama_engine.validate_grammar(LOOPING), 1.0)
+        waited_ms = (time.perf_counter() - started) * 1000
+    finally:
+        await stream.aclose()
+    print(f"\nknown grammar validated in {waited_ms:.2f} ms during a generation")
+    assert waited_ms < 100
+    with pytest.raises(GrammarError):  # a new, broken grammar still goes to llama.cpp, and is remembered
+        await llama_engine.validate_grammar("root ::= (")
+    with pytest.raises(GrammarError):
+        await llama_engine.validate_grammar("root ::= (")

@@ -366,6 +366,9 @@ class LlamaCppEngine:
         self._thread = EngineThread("llm-llama", closed_error=LLMUnavailable, failure=LLMError)
         self._load_lock = asyncio.Lock()
         self._loaded = False
+        #: Verdicts already known, read on the event loop: a turn whose grammar was checked before never
+        #: waits behind another session's generation on the engine thread for it.
+        self._verdicts: OrderedDict[str, str | None] = OrderedDict()
 
     @property
     def stats(self) -> LlamaStats:
@@ -407,10 +410,17 @@ class LlamaCppEngine:
         return await self._run(self._worker.metadata)
 
     async def validate_grammar(self, grammar: str) -> None:
-        """Raise GrammarError unless llama.cpp accepts ``grammar``. Cached per string.
-        Cancel-safe (the check itself is quick and finishes in the thread)."""
-        await self._ensure_loaded()
-        error = await self._run(self._worker.check_grammar, grammar)
+        """Raise GrammarError unless llama.cpp accepts ``grammar``. Cached per string (on the event loop: a
+        known grammar costs no trip to the engine thread). Cancel-safe (the check finishes in the thread)."""
+        if grammar in self._verdicts:
+            self._verdicts.move_to_end(grammar)
+            error = self._verdicts[grammar]
+        else:
+            await self._ensure_loaded()
+            error = await self._run(self._worker.check_grammar, grammar)
+            self._verdicts[grammar] = error
+            while len(self._verdicts) > _GRAMMAR_CACHE_SIZE:
+                self._verdicts.popitem(last=False)
         if error is not None:
             raise GrammarError(f"invalid grammar: {error}")
 
