@@ -212,3 +212,14 @@ def test_live_conversation(console_test: list[str], live_server: LiveServer, tmp
 
     assert live["cancelled_turn"]["status"] == "interrupted"
     assert live["closed"] == {"clean": True, "status": "NormalClosure"}
+
+
+def test_every_package_asset_has_its_meta_file() -> None:
+    """Installed from a git URL, a UPM package is immutable and Unity ignores assets without a .meta file:
+    every asset (folders ending in ~ aside) has one, GUIDs unique and stable (scripts/unity_meta.py)."""
+    check = subprocess.run([sys.executable, str(ROOT / "scripts" / "unity_meta.py"), "--check"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    metas = sorted((ROOT / "clients" / "unity").rglob("*.meta"))
+    guids = [line.split()[1] for m in metas for line in m.read_text(encoding="utf-8").splitlines() if line.startswith("guid:")]
+    assert len(metas) >= 20 and len(set(guids)) == len(guids) == len(metas)
+    assert not [m for m in metas if "~" in m.relative_to(ROOT).as_posix()]
