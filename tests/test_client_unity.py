@@ -18,7 +18,6 @@ The Runtime/Unity MonoBehaviours need UnityEngine and are not compiled here.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -30,9 +29,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from npc_runtime.tts.visemes import VISEMES
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from live_server import LiveServer, live_server  # noqa: E402,F401  (fixture)
+from live_server import LiveServer, live_server, missing_toolchain  # noqa: E402,F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -40,7 +41,7 @@ UNITY = ROOT / "clients/unity"
 VISEMES_DIR = ROOT / "clients/visemes"
 SCENE_FILE = SHARED / "eval/scenes/ramen_shop.json"
 JFK = SHARED / "data/jfk.flac"
-OVR = {"sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "ih", "oh", "ou"}
+OVR = set(VISEMES)  # the 15 OVR visemes the server sends
 # The console program's default turn: with seed 2, SmolLM2 answers this prompt on the ramen shop with
 # give sake_bottle player ("You're welcome."). The server is deterministic in text and actions for a seed and
 # prompt on one machine (checked by running it several times, each on a fresh player). The player id
@@ -54,10 +55,7 @@ MCS_FLAGS = ["-langversion:7.2", "-warnaserror+", "-nologo"]
 def _require_mono() -> tuple[str, str]:
     mcs, mono = shutil.which("mcs"), shutil.which("mono")
     if mcs is None or mono is None:
-        reason = "mcs/mono not installed (scripts/setup_clients.sh installs mono-mcs, mono-devel, mono-runtime)"
-        if os.environ.get("NPC_REQUIRE_CLIENTS") == "1":
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+        missing_toolchain("mcs/mono not installed (scripts/setup_clients.sh installs mono-mcs, mono-devel, mono-runtime)")
     return mcs, mono
 
 

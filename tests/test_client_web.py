@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import shutil
 import urllib.request
 import wave
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from live_server import LiveServer, live_server  # noqa: F401  (fixture)
+from live_server import LiveServer, live_server, missing_toolchain  # noqa: F401  (fixture)
 from npc_runtime.scene import Scene
 from npc_runtime.server import DEMO_DIR, demo_file
 
@@ -47,10 +46,7 @@ CHROMIUM_FLAGS = [
 
 
 def _need(what: str) -> None:
-    message = f"browser demo test needs {what} (scripts/setup_clients.sh; pip install -e '.[test]')"
-    if os.environ.get("NPC_REQUIRE_CLIENTS") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
+    missing_toolchain(f"browser demo test needs {what} (scripts/setup_clients.sh; pip install -e '.[test]')")
 
 
 def _get(url: str) -> tuple[int, str, bytes, str | None]:
