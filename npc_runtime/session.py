@@ -283,11 +283,15 @@ class Turn:
                 await self._send_chunk(chunk)
 
     def _admitted(self) -> int | None:
-        """The model takes this turn now (after any wait in its queue): a turn already past the filler point
-        gets a shorter reply, so the player hears the answer sooner and the turns behind it wait less."""
+        """The model takes this turn now, after any wait behind other sessions' turns: a turn that waited
+        (a quarter of the budget or more) and is past the filler point gets a shorter reply, so the player
+        hears the answer sooner and the turns behind it wait less. A turn that is late for another reason (a
+        slow transcript) and did not wait is not cut: a shorter reply would not bring its first audio sooner."""
         self.timeline.mark("llm_start")
         cap = self.input.persona.latency.late_max_tokens
-        if cap is None or self.timeline.elapsed_ms() < 0.75 * self.budget_ms:
+        marks = self.timeline.as_ms()
+        waited = marks["llm_start"] - marks.get("prompt_ready", marks["llm_start"])
+        if cap is None or waited < 0.25 * self.budget_ms or self.timeline.elapsed_ms() < 0.75 * self.budget_ms:
             return None
         self.capped = True
         log.info("reply capped: late for the model", cap=cap, elapsed_ms=round(self.timeline.elapsed_ms()))

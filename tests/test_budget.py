@@ -98,3 +98,29 @@ async def test_a_turn_that_waited_for_the_model_is_shortened(personas: PersonaRe
     assert sorted(r.max_tokens for r in fake.requests) == [40, 60]  # Jin's llm.max_tokens is 60
     assert late.timings["budget_missed"] == 1.0
     assert "npc_budget_misses_total{cause=\"queue\"} 1.0" in text, [line for line in text.splitlines() if "budget" in line]
+
+
+class _SlowKnowledge:
+    """Retrieval that takes 200 ms whatever its budget: the turn is late before it reaches the model."""
+
+    async def retrieve(self, persona: Any, query: str, *, k: int, budget_ms: float) -> list[Any]:
+        await asyncio.sleep(0.2)
+        return []
+
+
+async def test_a_turn_late_for_another_reason_is_not_shortened(personas: PersonaRegistry) -> None:
+    """Past 75% of its budget before it asks the model (slow retrieval here; a slow transcript in a voice
+    turn), but it did not wait for the model: cutting its reply would not bring its first audio sooner."""
+    from npc_runtime.gate import Gate
+    from npc_runtime.llm.gated import GatedLLM
+
+    fake = FakeLLM([" ".join(f"word{i}" for i in range(50)) + "."])
+    services = Services(personas=personas, dialogue=Dialogue(llm=GatedLLM(fake, Gate("language model", limit=1))),
+                        budget_ms=100.0, knowledge=_SlowKnowledge())  # type: ignore[arg-type]
+    async with serving(services) as server, NpcClient.connect(server.url) as client:
+        await client.start_session("jin", options={"text_only": True})
+        end = (await turn(client, "Tell me a long story."))[-1]
+    assert isinstance(end, p.ResponseEnd) and end.status == "completed"
+    assert end.timings["llm_start"] >= 75.0  # late...
+    assert end.timings["llm_start"] - end.timings["prompt_ready"] < 25.0  # ...but it did not wait
+    assert end.timings["capped"] == 0.0 and len(end.text.split()) == 50 and fake.requests[-1].max_tokens == 60

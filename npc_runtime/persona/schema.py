@@ -46,7 +46,7 @@ class ListenSettings(_Strict):
 class LatencySettings(_Strict):
     first_audio_ms: int | None = Field(default=None, ge=100, le=10000, description="Target time to first audio (ms from the player's line or the end of their voice); default: the server's.")
     filler: str | None = Field(default="Hmm, let me see.", max_length=80, description="Said (pre-synthesized) when the reply would miss the target; null: never.")
-    late_max_tokens: int | None = Field(default=40, ge=8, le=1024, description="A reply whose generation starts late (it waited for the model past the filler point, 75% of the target) is capped at this many tokens, so a queue of turns drains sooner; null: never cap.")
+    late_max_tokens: int | None = Field(default=40, ge=8, le=1024, description="A reply that waited for the model (behind other sessions' turns, a quarter of the target or more) and starts past the filler point (75% of the target) is capped at this many tokens, so a queue of turns drains sooner; null: never cap.")
 
 
 class LLMSettings(_Strict):
