@@ -30,6 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from npc_runtime import protocol as p  # noqa: E402
 from npc_runtime.asr.wer import wer  # noqa: E402
+from npc_runtime.bench.driver import stream_utterance  # noqa: E402
+from npc_runtime.bench.lines import Utterance  # noqa: E402
 from npc_runtime.client import AudioFrame, NpcClient  # noqa: E402
 
 JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country"
@@ -46,7 +48,6 @@ LINES = [
     "How long have you been running this shop?",
     "Give me the menu, please.",
 ]
-FRAME_MS = 20
 SCENE = json.loads((ROOT.parent / "shared" / "eval" / "scenes" / "ramen_shop.json").read_text(encoding="utf-8"))
 
 
@@ -81,26 +82,8 @@ async def _utterances() -> list[tuple[str, bytes, int]]:
 
 async def _one(client: NpcClient, pcm: bytes, rate: int, voice_end_ms: float) -> dict[str, Any]:
     """Stream one recording in real time, then silence; time the events from the voice's end."""
-    step = rate * FRAME_MS // 1000 * 2
-    frames = [pcm[i:i + step] for i in range(0, len(pcm), step)]
-    end_frame = min(int(voice_end_ms // FRAME_MS), len(frames) - 1)
     marks: dict[str, float] = {}
-
-    async def mic() -> None:
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        i = 0
-        while True:  # the recording, then silence as long as the microphone is open
-            frame = frames[i] if i < len(frames) else bytes(step)
-            await client.send_audio(frame)
-            if i == end_frame:
-                marks["voice_end"] = time.monotonic()
-            i += 1
-            delay = start + i * FRAME_MS / 1000.0 - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-
-    sender = asyncio.create_task(mic())
+    sender = asyncio.create_task(stream_utterance(client, Utterance("", pcm, rate, voice_end_ms), marks))
     result: dict[str, Any] = {}
     try:
         async with asyncio.timeout(90):
@@ -122,7 +105,7 @@ async def _one(client: NpcClient, pcm: bytes, rate: int, voice_end_ms: float) ->
     finally:
         sender.cancel()
         await asyncio.gather(sender, return_exceptions=True)
-    t0 = marks.get("voice_end", float("nan"))
+    t0 = marks.get("t0", float("nan"))  # the frame holding the end of the voice was sent
     result["final_ms"] = (marks.get("final", float("nan")) - t0) * 1000.0
     result["first_audio_ms"] = (marks.get("first_audio", float("nan")) - t0) * 1000.0
     return result

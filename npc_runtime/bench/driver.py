@@ -149,7 +149,7 @@ async def _read_turn(client: NpcClient, row: TurnRow, marks: dict[str, float]) -
     raise _NewSession("connection closed")
 
 
-async def _mic(client: NpcClient, utterance: Utterance, marks: dict[str, float]) -> None:
+async def stream_utterance(client: NpcClient, utterance: Utterance, marks: dict[str, float]) -> None:
     """Stream ``utterance`` in real time, 20 ms frames, then silence like an open microphone,
     until cancelled. Marks ``t0`` when the frame holding the end of the voice is sent."""
     step = utterance.rate * FRAME_MS // 1000 * 2
@@ -177,7 +177,7 @@ async def run_turn(client: NpcClient, plan: LoadPlan, row: TurnRow, line: str | 
     try:
         async with asyncio.timeout(plan.turn_timeout):
             if isinstance(line, Utterance):
-                mic = asyncio.create_task(_mic(client, line, marks), name=f"bench-mic-{row.client}")
+                mic = asyncio.create_task(stream_utterance(client, line, marks), name=f"bench-mic-{row.client}")
             else:
                 await client.send(p.TextInput(text=line))
                 marks["t0"] = time.monotonic()

@@ -158,7 +158,6 @@ class _Worker:
         self.states: OrderedDict[str, _PrefixState] = OrderedDict()
         #: The whole context after each session's last turn (LRU): restoring it beats re-reading the history.
         self.sessions: OrderedDict[str, _PrefixState] = OrderedDict()
-        self.grammars: OrderedDict[str, str | None] = OrderedDict()  # grammar -> error or None
         self.stats = LlamaStats()
 
     def load(self) -> None:
@@ -184,17 +183,7 @@ class _Worker:
         return dict(self.llm.metadata)
 
     def check_grammar(self, grammar: str) -> str | None:
-        """The parse error of ``grammar``, or None when llama.cpp accepts it (cached)."""
-        if grammar in self.grammars:
-            self.grammars.move_to_end(grammar)
-            return self.grammars[grammar]
-        error = self._parse_grammar(grammar)
-        self.grammars[grammar] = error
-        while len(self.grammars) > _GRAMMAR_CACHE_SIZE:
-            self.grammars.popitem(last=False)
-        return error
-
-    def _parse_grammar(self, grammar: str) -> str | None:
+        """The parse error of ``grammar``, or None when llama.cpp accepts it (the engine caches verdicts)."""
         if not grammar.strip():
             return "empty grammar"
         lib = self.lib
