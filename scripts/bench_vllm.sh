@@ -51,7 +51,7 @@ elif [[ "$MODE" == gpu ]]; then
   GH="${NPC_GPU_HOME:-$HOME/.cache/npc_runtime/gpu}"
   MODEL="${NPC_GPU_MODEL:-Qwen/Qwen2.5-3B-Instruct-AWQ}"
   VLLM_SPEC="${NPC_GPU_VLLM:-vllm==0.33.0}"
-  if [[ ! -x "$GH/venv/bin/vllm" ]]; then
+  if ! "$GH/venv/bin/python" -c "import vllm" 2>/dev/null; then
     python3 -m venv "$GH/venv"
     "$GH/venv/bin/pip" install -q --upgrade pip
     "$GH/venv/bin/pip" install -q "$VLLM_SPEC" "huggingface-hub>=0.34"
@@ -63,8 +63,9 @@ elif [[ "$MODE" == gpu ]]; then
     [[ -f "$MODEL_DIR/config.json" ]] || "$GH/venv/bin/hf" download "$MODEL" --local-dir "$MODEL_DIR" >&2
   fi
   SERVED=npc
-  HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 setsid "$GH/venv/bin/vllm" serve "$MODEL_DIR" \
-    --served-model-name "$SERVED" --host 127.0.0.1 --port "$VPORT" \
+  # the same entry point as scripts/vllm_server.sh (the `vllm serve` command wraps it)
+  HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 setsid "$GH/venv/bin/python" \
+    -m vllm.entrypoints.openai.api_server --model "$MODEL_DIR" --served-model-name "$SERVED" --host 127.0.0.1 --port "$VPORT" \
     --max-model-len "${NPC_GPU_MAX_LEN:-4096}" --gpu-memory-utilization "${NPC_GPU_MEM:-0.85}" \
     --enable-prefix-caching --structured-outputs-config.backend xgrammar >"$OUT/vllm.log" 2>&1 &
   PIDS+=($!)
