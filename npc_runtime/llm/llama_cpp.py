@@ -30,13 +30,15 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 
 from npc_runtime.engine_thread import EngineThread, closing
 from npc_runtime.errors import GrammarError, LLMError, LLMRejected, LLMUnavailable
+from npc_runtime.llm import llama_probe
 from npc_runtime.llm.base import ChatMessage, GenerationRequest, LLMChunk
+from npc_runtime.llm.llama_probe import Kernels
 
 log = structlog.get_logger(__name__)
 
@@ -153,6 +155,7 @@ class _Worker:
 
     def __init__(self, config: dict[str, Any], max_prefix_states: int, max_session_states: int = 16) -> None:
         self.config, self.max_prefix_states, self.max_session_states = config, max_prefix_states, max_session_states
+        self.kernels: Kernels = "native"
         self.llm: Any = None
         self.lib: Any = None
         self.states: OrderedDict[str, _PrefixState] = OrderedDict()
@@ -170,7 +173,7 @@ class _Worker:
         config = dict(self.config)
         if config["seed"] is None:
             config["seed"] = llama_cpp.LLAMA_DEFAULT_SEED
-        self.llm = llama_cpp.Llama(**config, verbose=False)
+        self.llm = llama_probe.load_llama(llama_cpp, config, kernels=self.kernels)
 
     def close(self) -> None:
         self.states.clear()
@@ -348,8 +351,11 @@ class LlamaCppEngine:
 
     def __init__(self, *, model_path: str | Path | None = None, n_ctx: int = 4096, n_threads: int = 1,
                  n_threads_batch: int = 1, seed: int | None = None, max_prefix_states: int = 8,
-                 max_session_states: int = 16) -> None:
+                 max_session_states: int = 16, kernels: Literal["auto", "native", "safe"] = "auto") -> None:
         path = Path(model_path) if model_path is not None else default_model_path()
+        self._path, self._kernels = path, kernels
+        #: Why the engine runs the kernels it does (one line, for logs and ``/readyz``); set once loaded.
+        self.status = ""
         config = dict(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads_batch, seed=seed)
         self._worker = _Worker(config, max_prefix_states, max_session_states)
         self._thread = EngineThread("llm-llama", closed_error=LLMUnavailable, failure=LLMError)
@@ -367,9 +373,28 @@ class LlamaCppEngine:
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await self._thread.call(fn, *args)
 
+    async def _choose_kernels(self) -> Kernels:
+        """``native`` or ``safe`` as asked, or (``auto``) as the engine probe decides for this build and CPU:
+        cached, or a short generation in a child process first (see :mod:`~npc_runtime.llm.llama_probe`)."""
+        if self._kernels != "auto":
+            self.status = f"llama.cpp kernels={self._kernels} (set by configuration)"
+            return self._kernels
+        try:
+            verdict = await llama_probe.resolve(self._path)
+        except RuntimeError as exc:
+            raise LLMUnavailable(str(exc)) from exc
+        self.status = verdict.summary()
+        if verdict.kernels == "safe":
+            log.warning("llama.cpp native kernels fail on this CPU; serving with the safe kernels", reason=verdict.reason,
+                        cpu=verdict.cpu, cached=verdict.cached)
+        else:
+            log.info("llama.cpp kernels verified on this CPU", kernels=verdict.kernels, cached=verdict.cached)
+        return verdict.kernels
+
     async def _ensure_loaded(self) -> None:
         async with self._load_lock:
             if not self._loaded:
+                self._worker.kernels = await self._choose_kernels()
                 try:
                     await self._run(self._worker.load)
                 except (OSError, ValueError, RuntimeError) as exc:
