@@ -11,7 +11,7 @@ from pathlib import Path
 
 from npc_runtime.client import AudioFrame, NpcClient
 
-SCENE = json.loads((Path(__file__).resolve().parents[2] / "shared/eval/scenes/ramen_shop.json").read_text())
+SCENE = json.loads((Path(__file__).resolve().parents[1] / "scenes" / "ramen_shop.json").read_text())
 
 
 def show(event: object) -> str:

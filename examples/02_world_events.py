@@ -8,15 +8,14 @@ received (<).
 import asyncio
 import json
 import sys
+from pathlib import Path
 
 from npc_runtime.client import AudioFrame, NpcClient
 
-SCENE = {
-    "name": "Jin's ramen shop, closing time",
-    "objects": [{"id": "broom", "description": "a worn bamboo broom"}, {"id": "ramen_bowl", "description": "a steaming bowl of ramen"}],
-    "locations": [{"id": "door", "description": "the sliding front door"}, {"id": "kitchen", "description": "the kitchen"}],
-    "characters": [{"id": "player", "name": "Kai", "description": "the player"}],
-}
+SCENE = json.loads((Path(__file__).resolve().parents[1] / "scenes" / "ramen_shop.json").read_text())
+#: Closing time: the same shop with a broom out (a scene.update replaces the whole scene).
+CLOSING = {**SCENE, "name": "Jin's ramen shop, closing time",
+           "objects": [*SCENE["objects"], {"id": "broom", "description": "a worn bamboo broom"}]}
 
 
 async def send(client: NpcClient, message: dict) -> None:
@@ -43,17 +42,19 @@ async def main(url: str) -> None:
     async with NpcClient.connect(url) as client:
         await send(client, {"type": "session.start", "id": "m1", "character": "jin", "player": {"id": "player", "name": "Kai"}, "scene": SCENE})
         await until(client, "session.ready")
-        await send(client, {"type": "game.event", "id": "m2", "description": "Kai knocked over a stack of bowls.", "react": False})
+        await send(client, {"type": "scene.update", "id": "m2", "scene": CLOSING})
+        await until(client, "scene.updated")
+        await send(client, {"type": "game.event", "id": "m3", "description": "Kai knocked over a stack of bowls.", "react": False})
         await until(client, "game.event.accepted")
-        await send(client, {"type": "game.event", "id": "m3", "description": "Smoke pours out of the kitchen.", "react": True})
+        await send(client, {"type": "game.event", "id": "m4", "description": "Smoke pours out of the kitchen.", "react": True})
         await until(client, "response.end")
-        await send(client, {"type": "input.text", "id": "m4", "text": "Tell me the whole history of this shop."})
+        await send(client, {"type": "input.text", "id": "m5", "text": "Tell me the whole history of this shop."})
         await until(client, "response.start")
-        await send(client, {"type": "response.cancel", "id": "m5"})
+        await send(client, {"type": "response.cancel", "id": "m6"})
         await until(client, "response.end")
-        await send(client, {"type": "input.text", "id": "m6", "text": "x" * 3000})
+        await send(client, {"type": "input.text", "id": "m7", "text": "x" * 3000})
         await until(client, "error")
-        await send(client, {"type": "ping", "id": "m7"})
+        await send(client, {"type": "ping", "id": "m8"})
         await until(client, "pong")
 
 

@@ -15,9 +15,11 @@ from typing import Any
 
 from npc_runtime import log as npc_log
 from npc_runtime import protocol as p
+from npc_runtime.scene_files import DEFAULT_SCENE, load_scene, shipped_scenes
 from npc_runtime.settings import Settings
 
 DEFAULT_SCHEMA_PATH = Path("clients/protocol.schema.json")
+SCENE_HELP = f"scene JSON file (objects, locations, characters), or a shipped scene's name: {', '.join(shipped_scenes())}"
 
 
 def _add_runtime_flags(ap: argparse.ArgumentParser) -> None:
@@ -76,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("--json", action="store_true", help="print every server event as one JSON object per line")
             c.add_argument("--audio", type=Path, metavar="OUT.wav", help="write the reply's audio to a WAV file")
         c.add_argument("--text-only", action="store_true", help="ask for text and actions only (no audio)")
-        c.add_argument("--scene", type=Path, help="scene JSON file (objects, locations, characters)")
+        c.add_argument("--scene", type=Path, help=SCENE_HELP)
         c.add_argument("--server", help="ws://HOST:PORT of a running server (default: run the runtime in-process)")
         c.add_argument("--player-name", help="what the character calls you")
         c.add_argument("--player-id", help="who you are, for the character's memory (default: player)")
@@ -114,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--out", type=Path, default=Path("bench-out"), help="folder for bench.json and bench.png (default bench-out)")
     be.add_argument("--server", help="ws://HOST:PORT of a running server (default: in-process)")
     be.add_argument("--character", default="jin")
-    be.add_argument("--scene", type=Path, help="scene JSON (default: the ramen shop)")
+    be.add_argument("--scene", type=Path, help=f"{SCENE_HELP} (default: {DEFAULT_SCENE})")
+    be.add_argument("--recording", type=Path, metavar="FILE", help="audio mode: the recording streamed first (default: examples/audio/chopsticks.wav)")
     be.add_argument("--warmup", type=int, default=1, help="uncounted turns per client first (0: measure the cold turn too)")
     _add_runtime_flags(be)
 
@@ -183,7 +186,7 @@ def _scene(path: Path | None) -> dict[str, Any] | None:
     if path is None:
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return load_scene(path)
     except (OSError, ValueError) as exc:
         raise SystemExit(f"npc: cannot read scene {path}: {exc}") from None
 
@@ -400,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         runner = lambda: bench_main(clients=args.clients, turns=args.turns, mode=args.mode, out=args.out,  # noqa: E731
                                     server=args.server, settings=settings, character=args.character, scene=args.scene,
-                                    warmup=args.warmup)
+                                    warmup=args.warmup, recording=args.recording)
     elif args.command == "simulate":
         from npc_runtime.sim.cli import simulate_main
 

@@ -38,6 +38,7 @@ from npc_runtime.knowledge.chunk import Chunk  # noqa: E402
 from npc_runtime.knowledge.embed import MiniLMEmbedder  # noqa: E402
 from npc_runtime.knowledge.ingest import ingest_folder  # noqa: E402
 from npc_runtime.knowledge.store import KnowledgeStore  # noqa: E402
+from npc_runtime.scene_files import load_scene  # noqa: E402
 
 DATA = ROOT / "tests" / "data" / "knowledge"
 QUESTIONS = [json.loads(line) for line in (DATA / "questions.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -133,7 +134,7 @@ async def bench_turns(tmp: Path, *, rag: bool = True) -> dict[str, Any]:
     server = NpcServer(runtime.services, host="127.0.0.1", port=0)
     await server.start()
     await runtime.warm()
-    scene = json.loads((ROOT.parent / "shared" / "eval" / "scenes" / "ramen_shop.json").read_text(encoding="utf-8"))
+    scene = load_scene("ramen_shop")
     rows = []
     try:
         for i, q in enumerate([QUESTIONS[0], *QUESTIONS]):

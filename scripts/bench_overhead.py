@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from npc_runtime.bench.driver import LoadPlan  # noqa: E402
-from npc_runtime.bench.lines import RAMEN_SCENE, TEXT_LINES, WARMUP_LINE  # noqa: E402
+from npc_runtime.bench.lines import TEXT_LINES, WARMUP_LINE, default_scene  # noqa: E402
 from npc_runtime.bench.runner import run_load  # noqa: E402
 from npc_runtime.dialogue.turn import Dialogue  # noqa: E402
 from npc_runtime.llm.fake import FakeLLM  # noqa: E402
@@ -46,7 +46,7 @@ async def run(clients: int, turns: int, token_ms: float) -> dict[str, float]:
     await server.start()
     try:
         plan = LoadPlan(url=server.url, mode="text", clients=clients, turns=turns, warmup=1, character="jin",
-                        scene=RAMEN_SCENE, seed=1, lines=TEXT_LINES, warmup_line=WARMUP_LINE)
+                        scene=default_scene(), seed=1, lines=TEXT_LINES, warmup_line=WARMUP_LINE)
         rows, _ = await run_load(plan, progress=False)
     finally:
         await server.aclose()

@@ -26,11 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from npc_runtime.client import NpcClient  # noqa: E402
+from npc_runtime.scene_files import load_scene  # noqa: E402
 from npc_runtime.server import NpcServer  # noqa: E402
 from npc_runtime.settings import Settings  # noqa: E402
 from npc_runtime.wiring import build_runtime  # noqa: E402
 
-SCENES = ROOT.parent / "shared" / "eval" / "scenes"
 LINES = [
     "Could you hand me the chopsticks?", "How long have you been open?", "Grab the menu for me.",
     "Is it still raining out there?", "Please give the sake to Nova.", "What's good tonight?",
@@ -97,8 +97,7 @@ async def main() -> None:
     await server.start()
     lag = LagMeter()
     ticker = asyncio.create_task(lag.run(), name="lag-meter")
-    ramen = json.loads((SCENES / "ramen_shop.json").read_text())
-    lab = json.loads((SCENES / "lab.json").read_text())
+    ramen, lab = load_scene("ramen_shop"), load_scene("lab")
     cold, prefilled, warm, switch = [], [], [], []
     try:
         async with NpcClient.connect(server.url) as jin, NpcClient.connect(server.url) as nova:

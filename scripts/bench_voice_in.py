@@ -33,6 +33,7 @@ from npc_runtime.asr.wer import wer  # noqa: E402
 from npc_runtime.bench.driver import stream_utterance  # noqa: E402
 from npc_runtime.bench.lines import Utterance  # noqa: E402
 from npc_runtime.client import AudioFrame, NpcClient  # noqa: E402
+from npc_runtime.scene_files import load_scene  # noqa: E402
 
 JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country"
 
@@ -48,7 +49,7 @@ LINES = [
     "How long have you been running this shop?",
     "Give me the menu, please.",
 ]
-SCENE = json.loads((ROOT.parent / "shared" / "eval" / "scenes" / "ramen_shop.json").read_text(encoding="utf-8"))
+SCENE = load_scene("ramen_shop")
 
 
 def _pcm16(audio: np.ndarray) -> bytes:

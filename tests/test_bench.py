@@ -158,6 +158,8 @@ async def test_audio_mode_streams_real_speech(start_server: ServerFactory, tmp_p
     (row,) = report["rows"]
     assert row["status"] == "completed", row
     assert row["heard"] and 0 < row["transcript_ms"] <= row["first_text_ms"] <= row["end_ms"]
+    # the first utterance: the speech sample shipped in examples/audio/ (a plain clone has nothing beside it)
+    assert report["config"]["lines"][0] == "chopsticks.wav" and "chopsticks" in row["heard"].lower()
     assert report["stages"]["client"]["transcript"]["n"] == 1
     assert "transcript_final" in report["stages"]["server"]
     assert report["server"]["audio_in"] is not None

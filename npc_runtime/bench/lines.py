@@ -1,8 +1,9 @@
 """What the bench's players say: typed lines (text mode) and real speech (audio mode).
 
-Audio mode uses ``../shared/data/jfk.flac`` (a real recording) and player lines synthesized once
-with espeak-ng, all at the speech engine's rate. Long mid-sentence pauses (JFK's orator's pauses,
-~1.1 s) are shortened to :data:`MAX_PAUSE_MS` so that each recording stays one turn under the
+Audio mode streams a recording first (by default the shipped sample, :data:`SAMPLE_AUDIO`, Piper's
+voice; ``npc bench --recording FILE`` for another, e.g. JFK's) and then player lines synthesized once
+with espeak-ng, all at the speech engine's rate. Long mid-sentence pauses (a recorded orator's,
+~1.1 s for JFK) are shortened to :data:`MAX_PAUSE_MS` so that each recording stays one turn under the
 persona's default end-of-turn silence. The end of the voice in each recording is found offline
 with Silero VAD (faster-whisper's ``get_speech_timestamps``): the client's clock for a voice turn
 starts when the frame holding it is sent.
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from npc_runtime.scene_files import DEFAULT_SCENE, load_scene
 
 #: Typed player lines for the ramen shop scene (objects: ramen_bowl, chopsticks, sake_bottle, menu).
 TEXT_LINES: tuple[str, ...] = (
@@ -33,7 +36,7 @@ TEXT_LINES: tuple[str, ...] = (
 )
 #: The uncounted turn(s) that start each session (its prompt-prefix prefill is then done).
 WARMUP_LINE = "Evening, Jin."
-#: Lines spoken by espeak-ng in audio mode (the JFK recording is the first utterance).
+#: Lines spoken by espeak-ng in audio mode (the recording is the first utterance).
 SPOKEN_LINES: tuple[str, ...] = (
     "Could you hand me the chopsticks?",
     "What is in your broth today?",
@@ -41,29 +44,9 @@ SPOKEN_LINES: tuple[str, ...] = (
     "How long have you been running this shop?",
     "Give me the menu, please.",
 )
-JFK_NAME = "jfk.flac"
 MAX_PAUSE_MS = 250.0
-
-#: The default scene (a copy of ../shared/eval/scenes/ramen_shop.json, so the bench needs no checkout beside it).
-RAMEN_SCENE: dict[str, Any] = {
-    "name": "Jin's ramen shop, night",
-    "objects": [
-        {"id": "ramen_bowl", "description": "a steaming bowl of tonkotsu ramen"},
-        {"id": "chopsticks", "description": "a pair of lacquered chopsticks"},
-        {"id": "sake_bottle", "description": "a bottle of warm sake"},
-        {"id": "menu", "description": "a laminated menu"},
-    ],
-    "locations": [
-        {"id": "counter", "description": "the ramen counter"},
-        {"id": "door", "description": "the sliding front door"},
-        {"id": "kitchen", "description": "the kitchen behind the counter"},
-        {"id": "window_seat", "description": "a seat by the rain-streaked window"},
-    ],
-    "characters": [
-        {"id": "player", "name": "Kai", "description": "the player, a regular customer"},
-        {"id": "nova", "name": "Nova", "description": "a cybersecurity expert sitting at the counter"},
-    ],
-}
+#: The recording audio mode streams first: Piper's voice saying TEXT_LINES[0] (scripts/make_sample_audio.py).
+SAMPLE_AUDIO = Path(__file__).resolve().parents[2] / "examples" / "audio" / "chopsticks.wav"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +63,9 @@ class Utterance:
         return len(self.pcm) / 2 / self.rate * 1000.0
 
 
-def jfk_path() -> Path:
-    return Path(__file__).resolve().parents[3] / "shared" / "data" / "jfk.flac"
+def default_scene() -> dict[str, Any]:
+    """The bench's scene when none is given: the shipped ramen shop (objects as in :data:`TEXT_LINES`)."""
+    return load_scene(DEFAULT_SCENE)
 
 
 def _pcm16(audio: np.ndarray) -> bytes:
@@ -123,14 +107,15 @@ def make_utterance(name: str, audio: np.ndarray, rate: int) -> Utterance:
     return Utterance(name=name, pcm=_pcm16(shortened), rate=rate, voice_end_ms=voice_end_ms)
 
 
-async def load_utterances(*, voice: str = "en-us") -> tuple[Utterance, list[Utterance]]:
-    """Synthesize the spoken lines once (espeak-ng) and load the JFK recording at the same rate.
-    Returns the warm-up utterance and the measured ones (JFK first)."""
+async def load_utterances(*, voice: str = "en-us", recording: Path | None = None) -> tuple[Utterance, list[Utterance]]:
+    """Synthesize the spoken lines once (espeak-ng) and load ``recording`` (default :data:`SAMPLE_AUDIO`)
+    at the same rate. Returns the warm-up utterance and the measured ones (the recording first)."""
     import asyncio
 
     from npc_runtime.asr.resample import decode_file
     from npc_runtime.tts.espeak import EspeakTTS
 
+    path = recording or SAMPLE_AUDIO
     tts = EspeakTTS(voice=voice)
     await tts.warm()
     try:
@@ -143,9 +128,9 @@ async def load_utterances(*, voice: str = "en-us") -> tuple[Utterance, list[Utte
         await tts.aclose()
 
     def build() -> list[Utterance]:
-        jfk16 = decode_file(str(jfk_path()))
-        jfk = np.interp(np.arange(0, len(jfk16), 16000 / rate), np.arange(len(jfk16)), jfk16).astype(np.float32)
-        out = [make_utterance(JFK_NAME, jfk, rate)]
+        audio16 = decode_file(str(path))
+        audio = np.interp(np.arange(0, len(audio16), 16000 / rate), np.arange(len(audio16)), audio16).astype(np.float32)
+        out = [make_utterance(path.name, audio, rate)]
         for text, pcm in zip(texts, raw):
             audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
             out.append(make_utterance(f"espeak: {text}", audio, rate))

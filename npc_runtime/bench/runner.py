@@ -13,8 +13,9 @@ from typing import Any
 from npc_runtime import protocol as p
 from npc_runtime.bench import report as rep
 from npc_runtime.bench.driver import LoadPlan, Mode, TurnRow, run_client
-from npc_runtime.bench.lines import RAMEN_SCENE, TEXT_LINES, WARMUP_LINE, load_utterances
+from npc_runtime.bench.lines import TEXT_LINES, WARMUP_LINE, default_scene, load_utterances
 from npc_runtime.bench.plot import write_plot
+from npc_runtime.scene_files import load_scene
 from npc_runtime.settings import Settings
 
 #: Settings worth recording with the figures (never secrets such as ``vllm_api_key``).
@@ -73,10 +74,12 @@ async def run_load(plan: LoadPlan, *, progress: bool = True) -> tuple[list[TurnR
 
 async def bench_main(*, clients: int, turns: int, mode: Mode, out: Path, server: str | None, settings: Settings,
                      character: str = "jin", scene: Path | None = None, warmup: int = 1, seed: int = 1,
-                     turn_timeout: float = 120.0) -> int:
+                     turn_timeout: float = 120.0, recording: Path | None = None) -> int:
     """Run the bench; write ``out/bench.json`` and ``out/bench.png``; print the summary table.
 
-    ``server``: a ``ws://`` URL, or None to start the runtime in-process from ``settings``.
+    ``server``: a ``ws://`` URL, or None to start the runtime in-process from ``settings``. ``scene``: a
+    JSON file or a shipped scene's name (default: the ramen shop). ``recording``: audio mode's first
+    utterance (default: the shipped sample).
     Returns 0 when at least one turn was answered, 1 when none was, 2 on bad arguments.
     Refusals (``busy``), errors and timeouts are counted, never fatal.
     """
@@ -84,12 +87,15 @@ async def bench_main(*, clients: int, turns: int, mode: Mode, out: Path, server:
         print("npc bench: --clients and --turns must be at least 1, --mode text or audio", file=sys.stderr)
         return 2
     try:
-        scene_dict = json.loads(scene.read_text(encoding="utf-8")) if scene is not None else RAMEN_SCENE
+        scene_dict = load_scene(scene) if scene is not None else default_scene()
     except (OSError, ValueError) as exc:
         print(f"npc bench: cannot read scene {scene}: {exc}", file=sys.stderr)
         return 2
     if mode == "audio":
-        warm_line, lines = await load_utterances()
+        if recording is not None and not recording.is_file():
+            print(f"npc bench: no recording {recording}", file=sys.stderr)
+            return 2
+        warm_line, lines = await load_utterances(recording=recording)
         plan_lines: Any = lines
     else:
         warm_line, plan_lines = WARMUP_LINE, TEXT_LINES
