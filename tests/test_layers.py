@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "npc_runtime"
 
 #: library -> the modules (paths relative to npc_runtime/) allowed to import it directly
 OWNERS = {
-    "llama_cpp": {"llm/llama_cpp.py"},
+    "llama_cpp": {"llm/llama_cpp.py", "llm/llama_probe.py"},  # the engine, and its probe (a child process)
     "httpx": {"llm/vllm.py"},
     "websockets": {"server.py", "client.py"},
     "chromadb": {"knowledge/store.py"},
