@@ -1,9 +1,12 @@
-"""A real ``npc serve`` (every default: SmolLM2 embedded, Piper, tiny.en + Silero, knowledge, memory) in a
-subprocess on a free loopback port, shared by the tests of the game-engine clients (Unity, Unreal, web).
+"""Real ``npc serve`` processes on free loopback ports, shared by the tests of the game-engine clients (Unity, Unreal,
+web), each started once per run:
 
-Import the fixture into a test module to use it::
+* ``live_server``: every default (SmolLM2 embedded, Piper, tiny.en + Silero, knowledge, memory). Its words and
+  actions depend on the model, the CPU and its kernels: tests on it assert only what every model answer satisfies.
+* ``scripted_server``: the same server and speech engines, but the test-only scripted LLM (``NPC_LLM=scripted``)
+  answering from tests/data/scripted_llm.json, so a client test knows which words and actions it will receive.
 
-    from live_server import live_server  # noqa: F401  (fixture)
+conftest.py imports the fixtures (imported into several test modules instead, each module would start its own)::
 
     def test_x(live_server: LiveServer) -> None:
         live_server.ws_url   # ws://127.0.0.1:PORT
@@ -27,6 +30,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The scripted server's replies (rules: words in the player's last message -> reply with action tags).
+SCRIPT = ROOT / "tests" / "data" / "scripted_llm.json"
 
 
 def missing_toolchain(reason: str) -> None:
@@ -35,7 +40,20 @@ def missing_toolchain(reason: str) -> None:
     if os.environ.get("NPC_REQUIRE_CLIENTS") == "1":
         pytest.fail(reason, pytrace=False)
     pytest.skip(reason)
+
+
 NPC = [sys.executable, "-m", "npc_runtime.cli"]
+_TAG = re.compile(r"\[(move|grab|give) ([a-z0-9_]+)(?: ([a-z0-9_]+))?\]")
+
+
+def scripted_actions(said: str) -> list[dict[str, str | None]]:
+    """The actions (``{verb, object, target}``, in order) of the scripted server's reply to ``said``, read from SCRIPT."""
+    from npc_runtime.llm.base import ChatMessage, GenerationRequest
+    from npc_runtime.llm.scripted import ScriptedLLM
+
+    reply = ScriptedLLM.from_file(SCRIPT).reply_for(GenerationRequest(messages=[ChatMessage("user", said)]))
+    return [{"verb": verb, "object": None if verb == "move" else a, "target": a if verb == "move" else (b or None)}
+            for verb, a, b in _TAG.findall(reply)]
 
 
 @dataclass
@@ -74,11 +92,9 @@ def _wait_ready(server: LiveServer, timeout: float = 240) -> None:
     raise AssertionError(f"npc serve never became ready:\n{server.log_tail()}")
 
 
-@pytest.fixture(scope="session")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """``npc serve --port 0`` with its defaults, ready (models warm); stopped at the end of the run."""
-    data_dir = tmp_path_factory.mktemp("live-npc-data")
-    env = {**os.environ, "NPC_DATA_DIR": str(data_dir), "NPC_LOG_FORMAT": "json"}
+def _serve(data_dir: Path, env: dict[str, str]) -> Iterator[LiveServer]:
+    """``npc serve --port 0`` with ``env`` over the environment, ready (models warm); stopped on exit."""
+    env = {**os.environ, "NPC_DATA_DIR": str(data_dir), "NPC_LOG_FORMAT": "json", **env}
     proc = subprocess.Popen([*NPC, "serve", "--port", "0", "--log-level", "info"], cwd=ROOT, stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, text=True, env=env)
     assert proc.stderr is not None
@@ -117,3 +133,15 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
             proc.wait(timeout=10)
         reader.join(timeout=5)
         proc.stderr.close()
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """``npc serve`` with its defaults: the real embedded model."""
+    yield from _serve(tmp_path_factory.mktemp("live-npc-data"), {})
+
+
+@pytest.fixture(scope="session")
+def scripted_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """``npc serve`` with its defaults but the scripted LLM (TEST ONLY): replies fixed by SCRIPT."""
+    yield from _serve(tmp_path_factory.mktemp("scripted-npc-data"), {"NPC_LLM": "scripted", "NPC_LLM_SCRIPT": str(SCRIPT)})

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest_asyncio
 
@@ -37,6 +38,27 @@ async def serving(services: Services) -> AsyncIterator[NpcServer]:
         yield server
     finally:
         await server.aclose()
+
+
+class Recording:
+    """An engine that keeps the requests it is given (what the model saw) and passes them on to ``engine``: a test of a
+    real model can check what the model was given, where its words (which vary with the model, the CPU and its kernels)
+    must not be asserted."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.requests: list[Any] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.engine, name)
+
+    def stream(self, request: Any) -> Any:
+        self.requests.append(request)
+        return self.engine.stream(request)
+
+    def prompt(self, index: int = -1) -> str:
+        """Every message of one request, joined."""
+        return "\n".join(m.content for m in self.requests[index].messages)
 
 
 @pytest_asyncio.fixture(loop_scope="session")

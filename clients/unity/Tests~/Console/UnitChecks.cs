@@ -342,7 +342,13 @@ namespace NpcRuntime.ConsoleTest
             {
                 player.Read(buffer, 0, buffer.Length, 2);
                 var frame = player.Update();
-                foreach (var cue in frame.Cues) { released.Add(cue); if (clocks != null) clocks.Add(frame.ClockMs); }
+                foreach (var cue in frame.Cues)
+                {
+                    released.Add(cue);
+                    // the clock each cue came out at; a reply that ended in this frame let its last cues out at the end
+                    // of its audio (frame.ClockMs is that of the reply playing now): +infinity stands for "its end"
+                    if (clocks != null) clocks.Add(frame.Finished.Contains(cue.ResponseId) ? double.PositiveInfinity : frame.ClockMs);
+                }
                 if (marks != null) marks.AddRange(frame.Marks);
                 if (!player.IsPlaying && frame.ResponseId == null) break;
             }

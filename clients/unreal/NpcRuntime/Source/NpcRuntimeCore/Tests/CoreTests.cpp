@@ -6,9 +6,10 @@
 //
 //   npc_core_tests unit <ovr_to_arkit.json>            unit tests; prints {"passed": N, "failed": 0, ...}
 //   npc_core_tests replay <session.jsonl>              feeds a recorded session through Conversation
-//   npc_core_tests live <ws_url> <scene.json> <text> <seed>   a text turn against npc serve
+//   npc_core_tests live <ws_url> <scene.json> <text> <player_id> [<seed>]   a text turn against npc serve
 //
-// replay and live print one JSON summary line of what the core parsed, for the pytest test to assert on.
+// replay and live print one JSON summary line of what the core parsed, for the pytest test to assert on
+// (which words and actions to expect depends on the server's model: the program itself expects none).
 #include "MiniWebSocket.h"
 #include "NpcConversation.h"
 #include "NpcJson.h"
@@ -653,14 +654,14 @@ Scene SceneFromFile(const std::string& path, std::string& error) {
   return scene;
 }
 
-int RunLive(const std::string& url, const std::string& scene_path, const std::string& prompt, const std::string& seed,
-            const std::string& player_id) {
+int RunLive(const std::string& url, const std::string& scene_path, const std::string& prompt, const std::string& player_id,
+            const std::string& seed) {
   std::string error;
   SessionStartParams params;
   params.character = "jin";
   params.player_id = player_id;
   params.scene = SceneFromFile(scene_path, error);
-  params.options.seed = std::stoll(seed);
+  if (!seed.empty()) params.options.seed = std::stoll(seed);
   if (!error.empty()) {
     std::cerr << error << "\n";
     return 2;
@@ -718,8 +719,8 @@ int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
   if (mode == "unit" && argc == 3) return RunUnit(argv[2]);
   if (mode == "replay" && argc == 3) return RunReplay(argv[2]);
-  if (mode == "live" && argc == 7) return RunLive(argv[2], argv[3], argv[4], argv[5], argv[6]);
-  std::cerr << "usage: npc_core_tests unit ARKIT_JSON | replay SESSION.jsonl | live WS_URL SCENE.json TEXT SEED PLAYER_ID\n";
+  if (mode == "live" && (argc == 6 || argc == 7)) return RunLive(argv[2], argv[3], argv[4], argv[5], argc == 7 ? argv[6] : "");
+  std::cerr << "usage: npc_core_tests unit ARKIT_JSON | replay SESSION.jsonl | live WS_URL SCENE.json TEXT PLAYER_ID [SEED]\n";
   return 2;
 }
 
