@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from llama_fixture import llama_engine  # noqa: F401 - the session fixture
 from npc_runtime.dialogue.grammar import (
     MAX_TAGS,
     VERBS,

@@ -9,7 +9,6 @@ import time
 
 import pytest
 
-from llama_fixture import llama_engine  # noqa: F401 - the session fixture
 from npc_runtime.dialogue.grammar import build_action_grammar
 from npc_runtime.errors import GrammarError
 from npc_runtime.llm.base import ChatMessage, GenerationRequest, LLMChunk
