@@ -68,7 +68,7 @@ async def test_extractive_keeps_self_statements_requests_gifts_and_promises() ->
     assert summary.splitlines() == [
         f'Kai said: "{SELF_STATEMENT}"',
         "you gave ramen_bowl",
-        'you said: "I\'ll save you a seat tomorrow."',
+        'you promised: "I\'ll save you a seat tomorrow."',  # a promise, not "you said": the character's words are not kept as lines
         "you gave menu to nova",
         'Kai said: "Could you bring 2 bowls please?"',
         "event: Kai paid 20 coins",

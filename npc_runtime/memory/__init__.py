@@ -2,7 +2,8 @@
 
 ``partner`` is the player id, or, in an NPC-to-NPC conversation, the other character's id: what
 a character hears goes into *its* memory only, under the speaker as partner. :meth:`MemoryStore.recall`
-gives the recent entries verbatim and a rolling summary of the older ones; :meth:`MemoryStore.append`
+gives the recent entries verbatim and a rolling summary of the older ones (a session turns both into
+fact lines with :func:`remembered`: the character's earlier words never reach its prompt); :meth:`MemoryStore.append`
 stores a turn's entries and folds those beyond ``keep_recent`` into the summary with a
 :class:`Summarizer` (:class:`ExtractiveSummarizer` by default: deterministic, no model).
 
@@ -14,6 +15,6 @@ from __future__ import annotations
 
 from npc_runtime.memory.records import KINDS, MemoryEntry, Recall, Summarizer
 from npc_runtime.memory.store import MemoryStore
-from npc_runtime.memory.summary import ExtractiveSummarizer
+from npc_runtime.memory.summary import ExtractiveSummarizer, remembered
 
-__all__ = ["KINDS", "ExtractiveSummarizer", "MemoryEntry", "MemoryStore", "Recall", "Summarizer"]
+__all__ = ["KINDS", "ExtractiveSummarizer", "MemoryEntry", "MemoryStore", "Recall", "Summarizer", "remembered"]

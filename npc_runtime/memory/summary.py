@@ -6,12 +6,18 @@ It keeps, one fact a line:
   (I, I'm, my, me, ...), a request word (please, want, need, can you, ...), a name (a capitalised
   word past the first) or a number, verbatim, as ``Kai said: "..."``;
 * what the character gave or promised: ``[give x player]`` becomes ``you gave x`` (``you gave x
-  to nova`` for anyone else), and its sentences that promise (I'll, I will, I promise, tomorrow,
-  next time, ...) become ``you said: "..."``;
+  to nova`` for anyone else), and its sentences that make a promise (I promise, I owe you, tomorrow,
+  next time, I'll save/keep/hold ...) become ``you promised: "..."``. Nothing else the character said
+  is kept: a small model fed its own earlier lines copies them ("I'm sorry, I can't carry them." a
+  dozen times), so "I'll get it", "see you later" and the like are no promise here;
 * game events with a name or a number, as ``event: ...``.
 
 New facts are appended to the ``previous`` summary's lines (an exact repeat is moved to the end
 instead), and the oldest lines are dropped while the whole is over ``max_chars``: the newest are kept.
+
+:func:`remembered` is what a session starts with: the stored summary plus the facts of the entries
+not yet folded into it — facts only, so a returning player's earlier turns never come back as the
+character's own lines to copy.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from npc_runtime.memory.records import MemoryEntry
+from npc_runtime.memory.records import MemoryEntry, Recall
 
 _TAG = re.compile(r"\[([^\[\]]*)\]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -28,10 +34,11 @@ _SELF = re.compile(r"\b(?:i|im|my|me|mine|myself)\b", re.IGNORECASE)
 _REQUEST = re.compile(r"\b(?:please|want|wants|need|needs|can you|could you|would you|bring|looking for)\b", re.IGNORECASE)
 _NUMBER = re.compile(r"\d")
 _PROMISE = re.compile(
-    r"\b(?:i'll|i will|i shall|i promise|i'm going to|i am going to|i owe you|tomorrow|next time|later|tonight)\b",
+    r"\b(?:i promise|i swear|i owe you|tomorrow|next time|next week|(?:i'll|i will) (?:save|keep|hold|remember|bring you|be back))\b",
     re.IGNORECASE,
 )
 _PARTNER_TARGETS = frozenset({"player", "you"})
+_OLD_OWN_LINE = 'you said: "'
 
 
 class ExtractiveSummarizer:
@@ -56,6 +63,15 @@ class ExtractiveSummarizer:
         return _cap(lines, self.max_chars)
 
 
+def remembered(recall: Recall, *, partner_name: str, max_chars: int = 600) -> str:
+    """What a character knows of a partner at the start of a session, as fact lines: the stored summary, then the
+    facts of the recent entries (still verbatim in the store), the newest kept within ``max_chars``. A summary
+    stored by an earlier version may hold the character's own lines (``you said: "..."``): they are left out."""
+    previous = "\n".join(line for line in recall.summary.splitlines() if not line.startswith(_OLD_OWN_LINE))
+    return ExtractiveSummarizer(max_chars=max_chars).summarize(previous, recall.recent, character_name="",
+                                                                partner_name=partner_name)
+
+
 def facts(entry: MemoryEntry, *, partner_name: str) -> list[str]:
     """The lines worth keeping from one entry (possibly none)."""
     text = entry.text.replace("\u2019", "'")
@@ -64,7 +80,7 @@ def facts(entry: MemoryEntry, *, partner_name: str) -> list[str]:
     if entry.kind == "character":
         out = [_gift(body.split(), partner_name) for body in _TAG.findall(text)]
         spoken = " ".join(_TAG.sub(" ", text).split())
-        out += [f'you said: "{s}"' for s in _sentences(spoken) if _PROMISE.search(s)]
+        out += [f'you promised: "{s}"' for s in _sentences(spoken) if _PROMISE.search(s)]
         return [line for line in out if line]
     return [f"event: {s}" for s in _sentences(text) if _NUMBER.search(s) or _has_name(s)]
 
