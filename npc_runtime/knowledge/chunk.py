@@ -10,6 +10,10 @@ begins with its heading breadcrumb line (``Broth > Bones``) when it has one: the
 heading help retrieval. Plain text files are paragraphs only. A chunk's text is therefore up to
 about ``max_chars`` + ``overlap_chars`` + the breadcrumb long.
 
+A Markdown section whose body holds a line ``<!-- secret -->`` (or ``<!-- secret: why -->``; an HTML comment,
+invisible when the file is rendered) is never chunked, nor are its subsections: what a character must not tell
+never reaches its prompt (a marker before the first heading keeps the whole file out). See docs/knowledge.md.
+
 :func:`read_document` turns a file into ``(text, kind)`` or raises
 :class:`~npc_runtime.knowledge.errors.KnowledgeFileError` naming the file.
 """
@@ -44,6 +48,7 @@ _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 _BLANK_LINES = re.compile(r"\n[ \t]*\n+")
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+")
 _SPACES = re.compile(r"\s+")
+_SECRET = re.compile(r"^ {0,3}<!--\s*secret\b[^>]*-->[ \t]*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,23 +134,32 @@ def _pdf_text(data: bytes, path: Path) -> str:
 
 
 def _markdown_sections(text: str) -> list[tuple[str, str]]:
-    """``(breadcrumb, body)`` per heading (the text before the first heading has breadcrumb "")."""
+    """``(breadcrumb, body)`` per heading (the text before the first heading has breadcrumb ""); sections marked
+    secret, and their subsections, left out."""
     sections: list[tuple[str, str]] = []
-    trail: list[tuple[int, str]] = []  # (level, title) of the open headings
+    trail: list[tuple[int, str, bool]] = []  # (level, title, secret) of the open headings
     lines: list[str] = []
     fence: str | None = None
+    whole_file_secret = False
 
     def close() -> None:
         body = "\n".join(lines).strip()
-        if body:
-            sections.append((" > ".join(title for _, title in trail if title), body))
+        if body and not whole_file_secret and not any(secret for _, _, secret in trail):
+            sections.append((" > ".join(title for _, title, _ in trail if title), body))
         lines.clear()
 
     for line in text.split("\n"):
         fenced = _FENCE.match(line)
         if fenced:
             fence = None if fence == fenced.group(1) else (fence or fenced.group(1))
-        heading = None if fence or fenced else _HEADING.match(line)
+        outside = not (fence or fenced)
+        if outside and _SECRET.match(line):  # this section (or, before any heading, the file) is secret
+            if trail:
+                trail[-1] = (trail[-1][0], trail[-1][1], True)
+            else:
+                whole_file_secret = True
+            continue
+        heading = _HEADING.match(line) if outside else None
         if heading is None:
             lines.append(line)
             continue
@@ -153,7 +167,7 @@ def _markdown_sections(text: str) -> list[tuple[str, str]]:
         level, title = len(heading.group(1)), _SPACES.sub(" ", heading.group(2) or "").strip()
         while trail and trail[-1][0] >= level:
             trail.pop()
-        trail.append((level, title))
+        trail.append((level, title, False))
     close()
     return sections
 
