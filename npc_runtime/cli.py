@@ -29,6 +29,8 @@ def _add_runtime_flags(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--model-path", type=Path, help="GGUF file for the embedded backend")
     g.add_argument("--vllm-url", help="vLLM server base URL, e.g. http://127.0.0.1:8000")
     g.add_argument("--vllm-model", help="model name served by vLLM")
+    g.add_argument("--prompt-profile", choices=["auto", "compact", "full", "tuned"],
+                   help="the prompt characters get (default auto: the persona's, else full on vLLM, compact embedded)")
     g.add_argument("--tts", choices=["auto", "piper", "espeak", "none"], help="speech engine (default auto: each persona's voice; none: text only)")
     g.add_argument("--tts-voice", help="Piper voice package or .onnx file, or espeak voice")
     g.add_argument("--asr", help="speech recognition: tiny.en (default), base, a CTranslate2 Whisper folder, or none")
@@ -48,7 +50,7 @@ def _add_store_flags(g: Any) -> None:
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     flags = {
         "characters_dir": args.characters, "llm": args.llm, "model_path": args.model_path,
-        "vllm_url": args.vllm_url, "vllm_model": args.vllm_model, "tts": args.tts, "tts_voice": args.tts_voice,
+        "vllm_url": args.vllm_url, "vllm_model": args.vllm_model, "prompt_profile": args.prompt_profile, "tts": args.tts, "tts_voice": args.tts_voice,
         "asr": args.asr, "knowledge_dir": args.knowledge, "data_dir": args.data_dir, "chroma_url": args.chroma_url,
         "rag": False if getattr(args, "no_rag", False) else None, "memory": False if getattr(args, "no_memory", False) else None,
         "log_format": args.log_format, "log_level": args.log_level,

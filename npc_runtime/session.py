@@ -47,8 +47,9 @@ from npc_runtime.asr.listener import (
     UtteranceRefused,
 )
 from npc_runtime.asr.vad import SileroVAD
-from npc_runtime.memory import MemoryEntry
+from npc_runtime.memory import MemoryEntry, remembered
 from npc_runtime.metrics import Metrics
+from npc_runtime.dialogue.guard import asked_topics, touches_topic
 from npc_runtime.dialogue.prompt import HistoryEntry
 from npc_runtime.dialogue.turn import ActionOut, Dialogue, EmotionOut, SpeechDelta, TurnInput, TurnStats, allowed_verbs
 from npc_runtime.errors import NpcError, PersonaError, ProtocolError
@@ -66,7 +67,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-#: How many history entries go into the prompt (older ones are dropped until memory lands).
+#: How many history entries a turn is given (the prompt profile keeps the character's last few replies as turns and
+#: folds the rest into facts: npc_runtime/dialogue/history.py).
 HISTORY_WINDOW = 16
 #: Finished responses kept so that late ``playback.mark`` events still find theirs.
 RECENT_TURNS = 4
@@ -242,8 +244,9 @@ class Turn:
     async def _retrieve(self) -> None:
         """Knowledge passages for this turn (never fails the turn: late or broken retrieval gives none)."""
         services = self.session.services
-        if services.knowledge is None or not self.query:
-            return
+        topics = self.input.persona.forbidden_topics
+        if services.knowledge is None or not self.query or asked_topics(self.input.player_text, topics):
+            return  # a line that asks about a forbidden topic gets the refusal: nothing retrieved may be used
         left = self.budget_ms - self.timeline.elapsed_ms()
         if left <= 0:  # already late (slow recognition): answer without passages
             log.info("retrieval skipped: over budget", over_ms=round(-left))
@@ -251,6 +254,7 @@ class Turn:
         budget = min(services.retrieval_budget_ms, max(20.0, 0.2 * left))
         self.sources = await services.knowledge.retrieve(self.input.persona, self.query, k=services.retrieval_k, budget_ms=budget)
         self.timeline.mark("retrieval")
+        self.sources = [p for p in self.sources if not touches_topic(p.text, topics)]
         facts = _cap_chars([p.text for p in self.sources], services.facts_max_chars)
         self.sources = self.sources[: len(facts)]
         if facts:
@@ -663,9 +667,8 @@ class Session:
         except NpcError as exc:
             log.warning("memory unavailable; starting fresh", code=exc.code)
             return
-        self.history = [HistoryEntry(e.kind, e.text) for e in recall.recent]
-        self.memory_summary = recall.summary
-        self._persisted = len(self.history)
+        # facts only: a returning player's earlier turns never come back as the character's lines to copy
+        self.memory_summary = remembered(recall, partner_name=self.player.name or self.player.id)
         if recall.total:
             log.info("remembered", entries=recall.total, recent=len(recall.recent), summary_chars=len(recall.summary))
 

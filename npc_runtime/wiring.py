@@ -205,7 +205,7 @@ async def build_runtime(settings: Settings, *, llm: LLM | None = None) -> Runtim
     gated = GatedLLM(engine, Gate("LLM", limit=limit, max_waiting=settings.llm_max_waiting))
     voices = VoiceBank(settings)
     asr, asr_partial, vad = build_asr(settings)
-    services = Services(personas=personas, dialogue=Dialogue(llm=gated), voices=voices, asr=asr, vad=vad, asr_partial=asr_partial,
+    services = Services(personas=personas, dialogue=Dialogue(llm=gated, prompt_profile=settings.prompt_profile), voices=voices, asr=asr, vad=vad, asr_partial=asr_partial,
                         knowledge=build_knowledge(settings), memory=build_memory(settings),
                         retrieval_k=settings.retrieval_k, retrieval_budget_ms=settings.retrieval_budget_ms,
                         metrics=Metrics(), max_sessions=settings.max_sessions, asr_max_waiting=settings.asr_max_waiting, budget_ms=float(settings.first_audio_budget_ms),

@@ -1,9 +1,11 @@
 """The dialogue stage: one turn from (persona, scene, history, utterance) to speech and actions.
 
 :meth:`Dialogue.respond` is an async generator of :class:`SpeechDelta` and :class:`ActionOut`.
-It builds the turn's action grammar from the scene and the persona's verbs, validates it with
-the backend, streams the LLM, and splits tags out of the speech as tokens arrive. Closing the
-generator early (interruption) stops the LLM at its next token.
+It builds the turn's prompt with the character's profile (:func:`~npc_runtime.dialogue.prompt.choose_profile`)
+and its action grammar from the scene and the persona's verbs, validates the grammar with the backend, streams
+the LLM, and splits tags out of the speech as tokens arrive. Past the reply's token cap the reply ends at the
+next sentence end (:mod:`~npc_runtime.dialogue.ending`). Closing the generator early (interruption) stops the
+LLM at its next token.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from dataclasses import dataclass
 
 import structlog
 
+from npc_runtime.dialogue.ending import Ending, hard_limit
 from npc_runtime.dialogue.grammar import build_action_grammar
-from npc_runtime.dialogue.prompt import HistoryEntry, build_messages, prefix_key
+from npc_runtime.dialogue.prompt import HistoryEntry, Profile, ProfileSetting, build_messages, choose_profile, engine_profile, prefix_key
 from npc_runtime.dialogue.tags import ActionPiece, EmotionPiece, TagStreamParser, TextPiece
 from npc_runtime.llm.base import LLM, GenerationRequest
 from npc_runtime.persona.schema import Persona
@@ -65,29 +68,38 @@ def allowed_verbs(persona: Persona) -> list[str]:
 
 
 class Dialogue:
-    """The dialogue stage over one LLM backend."""
+    """The dialogue stage over one LLM backend. ``prompt_profile``: ``auto`` (each persona's, else the engine's:
+    see :mod:`~npc_runtime.dialogue.prompt`) or one profile for every character."""
 
-    def __init__(self, *, llm: LLM) -> None:
+    def __init__(self, *, llm: LLM, prompt_profile: ProfileSetting = "auto") -> None:
         self.llm = llm
+        self.prompt_profile = prompt_profile
+        #: What ``auto`` falls back to for this engine.
+        self.engine_profile: Profile = engine_profile(llm)
 
-    def _request(self, turn: TurnInput, verbs: Sequence[str]) -> GenerationRequest:
+    def profile_for(self, persona: Persona) -> Profile:
+        return choose_profile(self.prompt_profile, persona, engine=self.engine_profile)
+
+    def _request(self, turn: TurnInput, verbs: Sequence[str], ending: Ending | None = None) -> GenerationRequest:
         persona, scene = turn.persona, turn.scene
+        profile = self.profile_for(persona)
         messages, prefix_len = build_messages(
             persona, verbs, scene, turn.history, player_text=turn.player_text, player_name=turn.player_name,
-            memory_summary=turn.memory_summary, facts=turn.facts, brief=turn.brief,
+            memory_summary=turn.memory_summary, facts=turn.facts, brief=turn.brief, profile=profile,
         )
+        limit = turn.max_tokens or persona.llm.max_tokens
         return GenerationRequest(
             messages=messages,
             grammar=build_action_grammar(scene, verbs, self_id=persona.id, emotions=persona.emotions) if verbs or persona.emotions else None,
-            max_tokens=turn.max_tokens or persona.llm.max_tokens,
+            max_tokens=hard_limit(limit) if ending is not None else limit,
             temperature=persona.llm.temperature,
             top_p=persona.llm.top_p,
             repeat_penalty=persona.llm.repeat_penalty,
             seed=turn.seed,
             prefix_messages=prefix_len,
-            cache_key=prefix_key(persona, scene),
+            cache_key=prefix_key(persona, scene, profile),
             session_key=turn.session_key,
-            admitted=turn.on_admitted,
+            admitted=_capping(turn.on_admitted, ending),
         )
 
     async def prepare(self, persona: Persona, scene: Scene, *, player_name: str | None) -> None:
@@ -106,7 +118,8 @@ class Dialogue:
     async def respond(self, turn: TurnInput, *, timeline: Timeline, stats: TurnStats) -> AsyncIterator[SpeechDelta | ActionOut | EmotionOut]:
         """Stream one reply. Cancel-safe: closing it stops generation; what was yielded stands."""
         verbs = allowed_verbs(turn.persona)
-        request = self._request(turn, verbs)
+        ending = Ending(turn.max_tokens or turn.persona.llm.max_tokens)
+        request = self._request(turn, verbs, ending)
         if request.grammar is not None:
             await self.llm.validate_grammar(request.grammar)
         parser = TagStreamParser(turn.scene, verbs, self_id=turn.persona.id, emotions=turn.persona.emotions)
@@ -116,15 +129,35 @@ class Dialogue:
             async for chunk in stream:
                 timeline.mark("first_token")
                 stats.chunks += 1
+                for out in _speakable(parser.feed(ending.feed(chunk.text))):
+                    yield out
+                if ending.stopped:
+                    break  # past the cap, at a sentence end: the model stops here (finally closes its stream)
                 if chunk.finish_reason:
                     stats.finish_reason = chunk.finish_reason
-                for out in _speakable(parser.feed(chunk.text)):
-                    yield out
-            for out in _speakable(parser.close()):
+            if ending.stopped:
+                stats.finish_reason = "length"
+            for out in _speakable([*parser.feed(ending.finish(stats.finish_reason)), *parser.close()]):
                 yield out
         finally:
             await stream.aclose()
             stats.dropped_tags = parser.dropped
+
+
+def _capping(admitted: Callable[[], int | None] | None, ending: Ending | None) -> Callable[[], int | None] | None:
+    """The turn's admission hook, its cap applied to the reply's ending: the model gets the cap plus the slack
+    to finish the sentence in progress."""
+    if admitted is None or ending is None:
+        return admitted
+
+    def on_admitted() -> int | None:
+        cap = admitted()
+        if cap is None:
+            return None
+        ending.soft = min(ending.soft, cap)
+        return hard_limit(ending.soft)
+
+    return on_admitted
 
 
 def _speakable(pieces: Sequence[TextPiece | ActionPiece | EmotionPiece]) -> list[TextPiece | ActionPiece | EmotionPiece]:

@@ -55,6 +55,10 @@ class LLMSettings(_Strict):
     repeat_penalty: float = Field(default=1.0, ge=1.0, le=2.0, description="Above 1 discourages repeating words (small models loop: 'no, no, no').")
     max_tokens: int = Field(default=80, ge=8, le=1024, description="Cap on one reply's length, in tokens.")
     model: str | None = Field(default=None, description="Override the server's model name (vLLM backend).")
+    prompt_profile: Literal["compact", "full", "tuned"] | None = Field(
+        default=None, description="The prompt for this character when the server's prompt_profile is auto: compact (small "
+                                  "models), full (the whole persona, capable models), tuned (a fine-tuned adapter); "
+                                  "default: the engine's (full on vLLM, compact on the embedded model).")
 
 
 class Persona(_Strict):
