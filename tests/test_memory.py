@@ -90,6 +90,28 @@ async def test_extractive_merges_with_previous_and_keeps_the_newest_under_the_ca
     assert len(huge) == 20 and huge.endswith("\u2026")
 
 
+def test_remembered_is_facts_never_the_characters_own_lines() -> None:
+    """What a session starts with: the summary plus the facts of the recent entries. The character's earlier
+    replies never come back (a small model copies them), only what it gave or promised."""
+    from npc_runtime.memory import remembered
+
+    recent = tuple([MemoryEntry("player", SELF_STATEMENT), MemoryEntry("character", "I'm sorry, I can't carry them.")] * 6
+                   + [MemoryEntry("player", "Could you hand me the chopsticks?"),
+                      MemoryEntry("character", "Here. [give chopsticks player] I'll save you a seat tomorrow."),
+                      MemoryEntry("event", "the rain stops")])
+    old_summary = 'Kai said: "I like firm noodles."\nyou said: "I\'m sorry, I can\'t carry them."'
+    facts = remembered(Recall(old_summary, recent, 20), partner_name="Kai").splitlines()
+    assert facts == [
+        'Kai said: "I like firm noodles."',
+        f'Kai said: "{SELF_STATEMENT}"',
+        'Kai said: "Could you hand me the chopsticks?"',
+        "you gave chopsticks",
+        'you promised: "I\'ll save you a seat tomorrow."',
+    ]
+    assert not any("carry them" in line for line in facts)
+    assert remembered(Recall("", (), 0), partner_name="Kai") == ""
+
+
 # -- the store
 
 async def test_append_and_recall_in_order(store: MemoryStore) -> None:
