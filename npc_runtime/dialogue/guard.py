@@ -12,6 +12,12 @@ possessive cut: "clients'" → "client"). Keyword matching, no model, microsecon
   more (a passage is longer than a line, so two words meet by chance more often; a one-word part such as "AI"
   never drops a passage, so lore that mentions a word is kept).
 
+Embedding similarity (the MiniLM that retrieval already runs) was measured as the alternative and separates worse:
+over the 6 forbidden-topic lines of tests/data/character_eval.jsonl and 100+ other lines (both action evals, the
+rest of that set), the best cosine to a topic or a part was 0.27–0.72 for the forbidden ones and up to 0.62 for
+ordinary ones ("Head into the kitchen and check the broth." 0.62 to "his secret broth recipe"): a threshold that
+lets no ordinary line through (0.65) catches two of the six, one more than the keywords (the megacorp one).
+
 When the player's line asks about a forbidden topic, the prompt drops every retrieved fact for that turn and tells
 the model to answer with the persona's refusal (:func:`npc_runtime.dialogue.prompt.build_messages`); passages that
 touch a topic are dropped on every turn. Sections a knowledge author marks secret never get this far (they are not
