@@ -73,12 +73,13 @@ def build_llm(settings: Settings) -> LLM:
         from npc_runtime.llm.vllm import VLLMEngine
 
         return VLLMEngine(base_url=settings.vllm_url, model=settings.vllm_model, api_key=settings.vllm_api_key)
-    from npc_runtime.llm.llama_cpp import LlamaCppEngine, default_model_path
+    from npc_runtime.llm.llama_cpp import LlamaCppEngine, default_adapter_path, default_model_path
 
+    adapter = {"auto": default_adapter_path(), "none": None}.get(settings.llm_adapter, settings.llm_adapter)
     return LlamaCppEngine(
         model_path=str(settings.model_path or default_model_path()),
         n_ctx=settings.n_ctx, n_threads=settings.llm_threads, n_threads_batch=settings.llm_threads,
-        max_session_states=settings.llm_session_states, kernels=settings.llm_kernels,
+        max_session_states=settings.llm_session_states, kernels=settings.llm_kernels, adapter=adapter,
     )
 
 

