@@ -3,6 +3,9 @@
 
     .venv/bin/python scripts/eval_character.py [--llm embedded|vllm --vllm-url URL] [--seeds 1 2 3] [--json out.json]
     .venv/bin/python scripts/eval_character.py --limit 6 --tts none     # a small slice, text only
+    .venv/bin/python scripts/eval_character.py --prompt-profile full --llm-adapter none   # a profile, the base model
+    .venv/bin/python scripts/eval_character.py --cases training/data/heldout.jsonl --characters training/personas \
+        --scenes-dir training/scenes                                    # the training data's held-out split
 
 Each case is one turn of a shipped character (characters/) in a scene (``--scenes-dir`` first, then the
 shipped scenes/), with the memory summary, retrieved passages, history and game event the case gives;
@@ -45,6 +48,9 @@ async def main() -> int:
     ap.add_argument("--llm", choices=["embedded", "vllm"], default="embedded")
     ap.add_argument("--vllm-url")
     ap.add_argument("--vllm-model")
+    ap.add_argument("--llm-adapter", metavar="auto|none|PATH", help="the embedded model's LoRA adapter (default: the server's, auto)")
+    ap.add_argument("--prompt-profile", choices=["auto", "compact", "full", "tuned"], default="auto",
+                    help="the prompt profile for every character (auto: the persona's, else the engine's)")
     ap.add_argument("--tts", choices=["auto", "piper", "espeak", "none"], default="auto",
                     help="voice the replies (auto: each character's own voice) to measure first audio; none: text only")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1])
@@ -58,14 +64,15 @@ async def main() -> int:
     if args.only:
         cases = [c for c in cases if c.id in set(args.only)]
     cases = cases[: args.limit] if args.limit else cases
-    settings = Settings(llm=args.llm, tts=args.tts, **{k: v for k, v in (("vllm_url", args.vllm_url), ("vllm_model", args.vllm_model)) if v})
+    given = (("vllm_url", args.vllm_url), ("vllm_model", args.vllm_model), ("llm_adapter", args.llm_adapter))
+    settings = Settings(llm=args.llm, tts=args.tts, prompt_profile=args.prompt_profile, **{k: v for k, v in given if v})
     personas = {cid: load_persona(args.characters / f"{cid}.yaml") for cid in sorted({c.character for c in cases})}
     llm, voices = build_llm(settings), VoiceBank(settings)
     results: list[CharacterResult] = []
     try:
         await llm.warm()
         await voices.warm(list(personas.values()))
-        dialogue = Dialogue(llm=llm)
+        dialogue = Dialogue(llm=llm, prompt_profile=settings.prompt_profile)
         for seed in args.seeds:
             for case in cases:
                 persona, scene = personas[case.character], _scene(args.scenes_dir, case.scene)
@@ -80,10 +87,12 @@ async def main() -> int:
         await llm.aclose()
     report = _report(results)
     print(report["table"])
-    print(f"llm {llm.name}; tts {args.tts}; seeds {args.seeds}; {len(cases)} cases; machine: {_machine()}")
+    print(f"llm {llm.name}; prompt profile {args.prompt_profile}; tts {args.tts}; seeds {args.seeds}; {len(cases)} cases; "
+          f"machine: {_machine()}")
     if args.json:
         args.json.write_text(json.dumps({
-            "llm": llm.name, "tts": args.tts, "machine": _machine(), "seeds": args.seeds, "cases_file": str(args.cases),
+            "llm": llm.name, "prompt_profile": args.prompt_profile, "llm_adapter": settings.llm_adapter, "tts": args.tts,
+            "machine": _machine(), "seeds": args.seeds, "cases_file": str(args.cases),
             "rates": report["rates"], "latency_ms": report["latency"], "invalid": report["invalid"],
             "results": [asdict(r) for r in results],
         }, indent=2))
