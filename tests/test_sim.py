@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -25,11 +26,13 @@ from npc_runtime.server import NpcServer
 from npc_runtime.session import Services
 from npc_runtime.settings import Settings
 from npc_runtime.sim.cli import check_scenarios_main, simulate_main
-from npc_runtime.sim.judge import ATTEMPTS, Judge
-from npc_runtime.sim.report import conversation_audio, write_outputs
-from npc_runtime.sim.runner import SimResult, TurnRecord, run_simulation
-from npc_runtime.sim.scenario import (ScenarioFileError, ScenarioNotFound, check_scenarios, find_scenario, load_scenario,
-                                     read_scenario_file)
+from npc_runtime.sim.judge import (ATTEMPTS, MIN_REASON_WORDS, Judge, check_answer, reason_instruction, reason_problem, score_grammar,
+                                  subjects)
+from npc_runtime.sim.repetition import normalise, overlap, repeats
+from npc_runtime.sim.report import conversation_audio, report_markdown, transcript_lines, write_outputs
+from npc_runtime.sim.runner import LOOP_RETRIES, SimResult, TurnRecord, repeated_line, run_simulation, speaks_event
+from npc_runtime.sim.scenario import (Criterion, Scale, ScenarioFileError, ScenarioNotFound, check_scenarios, find_scenario,
+                                     load_scenario, read_scenario_file)
 
 from conftest import CHARACTERS, ROOT
 
@@ -83,9 +86,14 @@ def test_shipped_scenarios_load_against_shipped_personas() -> None:
 def test_a_valid_scenario_and_its_briefs(tmp_path: Path) -> None:
     s = load_scenario(_write(tmp_path, VALID), PERSONAS)
     nurse, patient = s.brief_for("nurse"), s.brief_for("patient")
-    assert "Your role in this scene: the nurse, talking with Victor (the patient)" in nurse
+    # who it is and who the other is, whose words it hears, and that it never speaks the other's lines
+    assert "You are Amara, the nurse, talking with Victor (the patient). What Victor says comes to you as the player's words." in nurse
+    assert "Speak only as Amara, the nurse, in your own words: never say Victor's lines, never repeat a line." in nurse
+    assert "You are Victor, the patient, talking with Amara (the nurse)." in patient and "never say Amara's lines" in patient
     assert "What only you know: twenty minutes" in nurse and "twenty minutes" not in patient
-    assert "(4/5)" in patient and 'You opened the scene by saying: "I have waited four hours!"' in patient
+    # the difficulty in words only: the 135M model copied "(4/5)" into its lines
+    assert "Difficulty: be difficult: push back hard" in patient and "4/5" not in patient
+    assert 'You opened the scene by saying: "I have waited four hours!"' in patient
     assert {"nurse_amara", "patient_victor", "consent_form"} <= set(s.full_scene().all_ids())
 
 
@@ -178,8 +186,8 @@ async def test_turn_order_briefs_and_the_partner_as_player(tmp_path: Path, sim_s
     assert result.stopped_by == "turn limit (4)"
     # each session got the previous line as its player's input, its own brief, and its own seed
     assert [r.messages[-1].content for r in llm.requests] == [t.text for t in result.turns[:3]]
-    assert any("Your role in this scene: the nurse" in m.content for m in llm.requests[0].messages)
-    assert any("Your role in this scene: the patient" in m.content for m in llm.requests[1].messages)
+    assert any("You are Amara, the nurse, talking with Victor" in m.content for m in llm.requests[0].messages)
+    assert any("You are Victor, the patient, talking with Amara" in m.content for m in llm.requests[1].messages)
     assert llm.requests[0].seed != llm.requests[1].seed and llm.requests[0].seed == llm.requests[2].seed
     assert "Victor" in llm.requests[0].messages[0].content  # the nurse's player is the patient
 
@@ -208,7 +216,9 @@ async def test_goal_check_stops(tmp_path: Path, sim_server) -> None:
 
 
 async def test_trainee_mode_with_scripted_input(tmp_path: Path, sim_server) -> None:
-    connect, llm = await sim_server(lambda r: "I want a doctor.")
+    # distinct lines: one line said twice would now be asked again (see the loop tests below)
+    answers = iter(["I want a doctor.", "Fine, but I hate needles."])
+    connect, llm = await sim_server(lambda r: next(answers))
     typed = iter(["I hear you, that is a long wait.", "The blood test gets you seen sooner.", ""])
     prompts: list[tuple[str, str]] = []
 
@@ -236,6 +246,141 @@ async def test_three_roles_the_listener_hears_game_events(tmp_path: Path, sim_se
     assert amara.messages[-1].content == "(Event: Victor said: I have waited four hours!)\nJin talks."
     victor = next(r for r in llm.requests if _speaker(r) == "Victor")
     assert victor.messages[-1].content == "(Event: Jin said: Jin talks.)\n(Event: Amara gave consent_form to Victor.)\nAmara talks."
+
+
+# --- roles keep their briefs; repetition is caught ------------------------------------------------------------
+
+# Lines of the real runs before the fix (SmolLM2-135M, seed 7): the rep and the customer recite one line,
+# the nurse says her line again.
+REP_4 = ("I'm sorry, I can't help you. But in our system we only allow for one month of free trial without any additional "
+         "charges or fees included (4/5). If that means no paid 2 at all and it's not possible to")
+CUSTOMER_3 = ("(sigh) I'm sorry, but you're right. In our system only allows for one month of free trial without any additional "
+              "charges or fees included in the contract (4/5). If that means we can't offer a paid 2")
+CUSTOMER_5 = ("(sigh) I'm sorry, but you're right. In our system we only allow for one month of free trial without any additional "
+              "charges or fees included (4/5). If that means no paid 2 at all and it's not")
+NURSE_2 = "I'm sorry, I can't help you. Can we talk about something else?"
+
+
+@pytest.mark.parametrize(("a", "b", "same"), [
+    (REP_4, CUSTOMER_3, True),  # the rep recites the customer's line
+    (CUSTOMER_5, REP_4, True),
+    (NURSE_2, "i'm SORRY, I can't help you -- can we talk about something else", True),  # normalised equality
+    ("Amara: Okay. [give consent_form patient_victor]", "okay", True),  # speaker prefix and tags dropped
+    ("Okay.", "Okay!", True),
+    ("Yes.", "No.", False),
+    ("Amara line 0.", "Amara line 2.", False),  # short lines repeat only when equal
+    ("The blood test comes first, then the doctor sees you.", "Why do I need a needle before I see anyone?", False),
+    ("Why do I need the blood test?", "The blood test comes first, okay?", False),  # one shared phrase is no copy
+    ("Twenty-nine a month, no contract, cancel any time.", "What does it cost with the card fees on top?", False),
+    (NURSE_2, "I'm sorry, I don't have a lot of time. You're going to talk about something else?", True),
+])
+def test_repeats(a: str, b: str, same: bool) -> None:
+    assert repeats(a, b) is same and repeats(b, a) is same
+    assert normalise("Doug: It's  “fine”, [move counter] OK?") == "it's fine ok"
+    assert overlap(NURSE_2, NURSE_2) == 1.0 and overlap("", NURSE_2) == 0.0
+
+
+def test_repeated_line_names_the_earlier_turn() -> None:
+    turns = [TurnRecord(3, "customer", "customer_doug", "Doug", CUSTOMER_3), TurnRecord(4, "rep", "rep_priya", "Priya", "What fails on Saturdays?")]
+    assert repeated_line(TurnRecord(5, "customer", "customer_doug", "Doug", CUSTOMER_5), turns) is turns[0]
+    assert repeated_line(TurnRecord(5, "customer", "customer_doug", "Doug", "The card reader, every time."), turns) is None
+
+
+def _last_user(request: GenerationRequest) -> str:
+    return next(m.content for m in reversed(request.messages) if m.role == "user")
+
+
+async def test_an_echo_is_asked_again_and_never_reaches_the_other_role(tmp_path: Path, sim_server) -> None:
+    """The nurse echoes the patient's line; the runner rejects it, asks again with an event, and only the new
+    line goes to the patient. The rejected line stays in the transcript."""
+    def reply(r: GenerationRequest) -> str:
+        if _speaker(r) == "Victor":
+            return "Then get me a doctor, now!"
+        last = _last_user(r)
+        return "I hear you. The blood test comes first." if last.startswith("(Event:") else last  # echo, then its own words
+
+    connect, llm = await sim_server(reply)
+    result = await run_simulation(_scenario(tmp_path), connect=connect, seed=3, turns=3)
+    assert [(t.role, t.text) for t in result.turns] == [
+        ("patient", "I have waited four hours!"), ("nurse", "I hear you. The blood test comes first."), ("patient", "Then get me a doctor, now!")]
+    assert result.turns[1].rejected == [{"text": "I have waited four hours!", "why": "the nurse repeated the patient's line of turn 1"}]
+    assert result.stopped_by == "turn limit (3)"
+    retry = llm.requests[1]
+    assert _speaker(retry) == "Amara"
+    assert _last_user(retry) == "(Event: Those were Victor's words, not yours. Answer Victor as Amara, the nurse, in new words.)"
+    victor = llm.requests[2]
+    assert _speaker(victor) == "Victor" and _last_user(victor) == "I hear you. The blood test comes first."
+    assert "I have waited four hours!" not in [m.content for m in victor.messages]  # the rejected echo never reaches him
+    report = report_markdown(result, None)
+    assert "asked again (the nurse repeated the patient's line of turn 1), rejected: I have waited four hours!" in report
+
+
+async def test_a_role_that_keeps_repeating_itself_ends_the_run_with_loop(tmp_path: Path, sim_server) -> None:
+    counter = iter(range(100))
+    connect, llm = await sim_server(lambda r: "I'm sorry, I can't help you." if _speaker(r) == "Amara" else f"Victor line {next(counter)}.")
+    result = await run_simulation(_scenario(tmp_path), connect=connect, seed=3, turns=8)
+    assert [t.role for t in result.turns] == ["patient", "nurse", "patient", "nurse"]
+    assert result.stopped_by == "loop: the nurse repeated its own line of turn 2"
+    assert [r["why"] for r in result.turns[3].rejected] == ["the nurse repeated its own line of turn 2"] * LOOP_RETRIES
+    assert len(llm.requests) == 3 + LOOP_RETRIES
+    again = [_last_user(r) for r in llm.requests if _last_user(r).startswith("(Event:")]
+    assert again == ["(Event: You said that already. Answer Victor as Amara, the nurse, in new words.)"] * LOOP_RETRIES
+    rows = [json.loads(line) for line in transcript_lines(result)]
+    assert rows[3]["rejected"] == result.turns[3].rejected and rows[1]["rejected"] == []
+    assert "loop: the nurse repeated its own line of turn 2" in report_markdown(result, None)
+
+
+async def test_a_retry_that_speaks_the_event_ends_the_run_with_loop(tmp_path: Path, sim_server) -> None:
+    """SmolLM2 answered the event that asked it again with the event itself: that is no new line either."""
+    def reply(r: GenerationRequest) -> str:
+        last = _last_user(r)
+        return "(Event: Those were your words, not mine.)" if last.startswith("(Event:") else last
+
+    connect, _ = await sim_server(reply)
+    result = await run_simulation(_scenario(tmp_path), connect=connect, seed=3, turns=8)
+    assert [t.text for t in result.turns] == ["I have waited four hours!", "(Event: Those were your words, not mine.)"]
+    assert result.turns[1].rejected == [{"text": "I have waited four hours!", "why": "the nurse repeated the patient's line of turn 1"}]
+    assert result.stopped_by == "loop: the nurse said the event that asked it again"
+    assert speaks_event("Those were Victor's words, not yours. Answer Victor as Amara.",
+                        "Those were Victor's words, not yours. Answer Victor as Amara, the nurse, in new words.")
+    assert not speaks_event("I hear you. The blood test comes first.", "You said that already. Answer Victor as Amara, the nurse, in new words.")
+
+
+async def test_each_role_hears_the_other_as_the_player_and_speaks_only_its_own_lines(tmp_path: Path, sim_server) -> None:
+    """Role separation in what each role's model is given: its own brief (who it is, who the other is); the
+    other's lines as user turns only; its own earlier lines as its only assistant turns."""
+    counter = iter(range(100))
+    connect, llm = await sim_server(lambda r: f"{_speaker(r)} says thing number {next(counter)} here.")
+    result = await run_simulation(_scenario(tmp_path), connect=connect, seed=4, turns=6)
+    lines = {role: [t.text for t in result.turns if t.role == role] for role in ("nurse", "patient")}
+    generated = {role: [t.text for t in result.turns if t.role == role and t.source == "npc"] for role in lines}
+    assert len(result.turns) == 6 and not any(t.rejected for t in result.turns)
+    for request in llm.requests:
+        me, other = ("nurse", "patient") if _speaker(request) == "Amara" else ("patient", "nurse")
+        name, other_name = result.scenario.role_name(me), result.scenario.role_name(other)
+        conversation = list(request.messages[request.prefix_messages:])
+        briefs = [m.content for m in conversation if m.role == "system" and m.content.startswith("Scene:")]
+        assert len(briefs) == 1 and f"You are {name}, the {me}, talking with {other_name} (the {other})" in briefs[0]
+        assert f"never say {other_name}'s lines" in briefs[0]
+        said = [m.content for m in conversation if m.role == "assistant"]
+        heard = [m.content for m in conversation if m.role == "user"]
+        assert said == generated[me][: len(said)]  # its own lines, in order, as its own turns (the opening is in its brief)
+        assert heard and all(h in lines[other] for h in heard)  # the other's lines, as the player's words
+        assert not set(said) & set(lines[other]) and not set(heard) & set(lines[me])
+
+
+async def test_a_run_with_retries_is_repeatable(tmp_path: Path, sim_server) -> None:
+    def reply(r: GenerationRequest) -> str:  # a function of the prompt and seed only
+        last = _last_user(r)
+        return f"New words from {_speaker(r)}, seed {r.seed % 97}." if last.startswith("(Event:") else last
+
+    runs = []
+    for _ in range(2):
+        connect, _ = await sim_server(reply)
+        runs.append(await run_simulation(_scenario(tmp_path), connect=connect, seed=11, turns=4))
+    a, b = ([(t.role, t.text, t.rejected) for t in r.turns] for r in runs)
+    assert a == b and all(t.rejected for t in runs[0].turns[1:])
+    assert runs[0].stopped_by == runs[1].stopped_by
 
 
 async def test_outputs_are_written(tmp_path: Path, sim_server) -> None:
@@ -289,11 +434,146 @@ async def test_a_judge_that_never_validates_leaves_it_unscored(tmp_path: Path) -
 
 async def test_the_judge_accepts_a_valid_answer_and_its_grammar_lists_only_the_scored_lines(tmp_path: Path) -> None:
     result = _tiny_result(tmp_path)
-    llm = FakeLLM(['Score: 4\nEvidence: "I hear you. Four hours with chest pain is frightening."\nReason: Names his fear.'])
+    llm = FakeLLM(['Score: 4\nEvidence: "I hear you. Four hours with chest pain is frightening."\nReason: Because she names his fear first.'])
     [score] = await Judge(llm).score(result.scenario, result)
-    assert (score.criterion, score.score, score.reason) == ("empathy", 4, "Names his fear.")
+    assert (score.criterion, score.score, score.reason) == ("empathy", 4, "Because she names his fear first.")
+    assert (score.attempts, score.rejected) == (1, ())
     grammar = llm.requests[0].grammar
     assert '"\\"I hear you. Four hours with chest pain is frightening.\\""' in grammar and "Damn right" not in grammar
+
+
+QUOTE = "I hear you. Four hours with chest pain is frightening."
+CRITERION = "Names the patient's feelings (fear, frustration) and shows she heard him before explaining."
+
+
+@pytest.mark.parametrize(("reason", "problem"), [
+    ("1", "the reason is a number ('1')"),  # what the 135M judge gave before
+    ("5", "the reason is a number ('5')"),
+    ("1000000", "the reason is a number ('1000000')"),
+    ("", "no reason"),
+    ("...", "the reason has no words ('...')"),
+    ("1 (poor) to 5 (excellent)", "the reason is too short (3 words, at least 5)"),
+    ("Because she names it.", "the reason is too short (4 words, at least 5)"),
+    (f'"{QUOTE}"', "the reason copies the quoted line"),
+    (f"Because {QUOTE}", "the reason copies the quoted line"),
+    ("Because damn right it is, damn right it is.", "the reason copies a line of the transcript"),
+    ("Because she names the patient's feelings (fear, frustration) and shows she heard him.", "the reason copies the criterion"),
+    ("She names his fear before she explains anything.", "the reason does not say why (no 'because')"),
+    ("Because she names his fear before explaining the test.", None),
+    ("Because Amara did something in your own words, X to X.", "the reason copies the instructions"),  # the real judge, once
+    ("Because Amara did not do what he asked: name his fear.", None),
+    ("She names his fear, so he feels heard before the test.", None),
+    ("Because the nurse never names his fear.", None),
+    ("Because Amara never names his fear.", None),
+    ("Because of the icing on the cake.", "the reason does not say what Amara did (it names none of: Amara, the nurse, she, he, they)"),
+    ("Because ia ia ia ia ia ia ia.", "the reason repeats itself"),  # what the real judge gave once the grammar asked for words
+    ("Because she does it in terms of this, in terms of that, in terms of him.", "the reason repeats itself"),
+    ("Because Amara didn't have to do it, she didn't have to do it.", "the reason repeats itself"),  # the real judge
+    ("Because she names his fear, and then she names his fear again.", "the reason repeats itself"),
+    ("Because she names his fear and then names the wait.", None),
+    (f"Because she says {QUOTE[:11]} and names his fear before anything else.", None),  # quoting a little is fine
+    ("Because after damn right it is, she said nothing about his fear.", None),
+])
+def test_reason_problem(reason: str, problem: str | None) -> None:
+    found = reason_problem(reason, evidence=QUOTE, transcript=["I have waited four hours!", QUOTE, "Damn right it is."],
+                           criterion=CRITERION, who=subjects("Amara", "nurse"), instruction=reason_instruction("Amara"))
+    assert found == problem or (problem is not None and found is not None and found.startswith(problem)), found
+
+
+@pytest.mark.parametrize(("answer", "problem"), [
+    (f'Score: 4\nEvidence: "{QUOTE}"\nReason: Because she names his fear first.', None),
+    (f'Score: 9\nEvidence: "{QUOTE}"\nReason: Because she names his fear first.', "score 9 is outside 1..5"),
+    ('Score: 4\nEvidence: "I invented this."\nReason: Because she names his fear first.', "the evidence is not a line of the transcript"),
+    (f'Score: 4\nEvidence: "{QUOTE}"', "no reason"),
+    (f'Score: 4\nEvidence: "{QUOTE}"\nReason: 1000000', "the reason is a number ('1000000')"),
+    ("great job", "the answer did not parse"),
+])
+def test_check_answer(answer: str, problem: str | None) -> None:
+    verdict, found = check_answer(answer, scale=Scale(min=1, max=5), lines=[QUOTE], transcript=[QUOTE],
+                                  criterion=Criterion(id="empathy", description=CRITERION))
+    assert found == problem
+    assert (verdict == (4, QUOTE, "Because she names his fear first.")) is (problem is None)
+
+
+def _answer(reason: str, score: int = 4) -> str:
+    return f'Score: {score}\nEvidence: "{QUOTE}"\nReason: {reason}'
+
+
+async def test_a_bad_reason_is_retried_with_another_seed_and_told_why(tmp_path: Path) -> None:
+    result = _tiny_result(tmp_path)
+    llm = FakeLLM([_answer("1"), _answer("Because she names his fear before anything else.")])
+    [score] = await Judge(llm, seed=5).score(result.scenario, result)
+    assert (score.score, score.evidence, score.reason) == (4, QUOTE, "Because she names his fear before anything else.")
+    assert (score.attempts, score.rejected) == (2, ("the reason is a number ('1')",))
+    assert [r.seed for r in llm.requests] == [5, 6]
+    assert "rejected" not in llm.requests[0].messages[-1].content
+    assert f"Reason: Because Amara <{reason_instruction('Amara')}>." in llm.requests[0].messages[-1].content
+    assert llm.requests[1].messages[-1].content.endswith(
+        "An earlier answer was rejected: the reason is a number ('1'). Give the reason in your own words.")
+    report = report_markdown(result, [score])
+    assert "| 4 | “I hear you." in report and "- empathy (attempt 2): the reason is a number ('1')" in report
+
+
+async def test_reasons_that_never_validate_leave_the_criterion_unscored_with_why(tmp_path: Path) -> None:
+    result = _tiny_result(tmp_path)
+    llm = FakeLLM([_answer("5"), _answer(f"Because {QUOTE}"), _answer("1000000")])
+    [score] = await Judge(llm).score(result.scenario, result)
+    assert (score.score, score.evidence, score.attempts) == (None, None, ATTEMPTS)
+    assert score.reason == ("unscored: the reason is a number ('5'); the reason copies the quoted line; "
+                            "the reason is a number ('1000000') (3 attempts)")
+    assert f"| empathy: Names his feelings. | unscored | — | {score.reason} |" in report_markdown(result, [score])
+
+
+def _rules(grammar: str) -> dict[str, str]:
+    return dict(line.split(" ::= ", 1) for line in grammar.strip().splitlines())
+
+
+def test_judge_grammar_dialect_and_reason_rules() -> None:
+    """The common dialect of llama.cpp and xgrammar (as the action grammar: tests/test_grammar.py), and a
+    reason that must be words after "Because", ending in a full stop."""
+    grammar = score_grammar([QUOTE, 'He said "no".'], 1, 5, subjects("Amara", "nurse"))
+    rules = _rules(grammar)
+    assert set(rules) == {"root", "score", "quote", "reason", "subject", "word"}
+    for name, body in rules.items():
+        assert re.fullmatch(r"[a-z][a-z0-9-]*", name)
+        bare = re.sub(r'"(?:[^"\\]|\\.)*"|\[(?:[^\]\\]|\\.)*\]', "", body)
+        assert "." not in bare and "<" not in bare and "_" not in bare, body
+        assert "|" not in bare or bare.count("(") >= 1, body
+    assert rules["reason"] == f'"Because " subject (" " word){{{MIN_REASON_WORDS - 2},37}} "."'
+    assert rules["subject"] == '("Amara" | "the nurse" | "she" | "he" | "they")'
+    assert rules["word"] == "[A-Za-z] [A-Za-z'-]{0,19} [,;:]?"  # no digits, no full stop inside a reason
+
+
+def _xgrammar_python() -> list[str] | None:
+    try:
+        import xgrammar  # noqa: F401
+    except ImportError:
+        home = Path(os.environ.get("NPC_VLLM_HOME", Path.home() / ".cache" / "npc_runtime" / "vllm"))
+        python = home / "venv" / "bin" / "python"
+        return [str(python)] if python.is_file() else None
+    return [sys.executable]
+
+
+def test_xgrammar_holds_the_judge_to_a_real_quote_and_a_reason_in_words() -> None:
+    command = _xgrammar_python()
+    if command is None:
+        pytest.skip("xgrammar is not importable and the vLLM venv is missing (scripts/setup_vllm.sh makes it)")
+    grammar = score_grammar([QUOTE, 'He said "no".'], 1, 5, subjects("Amara", "nurse"))
+    good = "Because she names his fear before explaining the test."
+    item = {"grammar": grammar,
+            "accept": [_answer(good), f'Score: 1\nEvidence: "He said "no"."\nReason: {good}',
+                       _answer("Because the nurse is kind, clear and well-meaning."),
+                       _answer("Because Amara isn't clear; she skips: the test, the wait.")],
+            "reject": [_answer("1"), _answer("1000000"), _answer("Because she asks 2 questions only."), _answer(good, score=6),
+                       _answer("Because she names it."), _answer("She names his fear before explaining the test."),
+                       _answer("Because of the icing on the cake."), _answer("Because Victor names his fear first."), _answer(good[:-1]),
+                       _answer("Because she names it,, twice over now."), _answer("Because she (kindly) names his fear."),
+                       f'Score: 4\nEvidence: "I invented this."\nReason: {good}', _answer("Because she " + "word " * 40 + "end.")]}
+    proc = subprocess.run([*command, str(ROOT / "tests" / "xgrammar_check.py")], input=json.dumps([item]), capture_output=True,
+                          text=True, timeout=300)
+    [result] = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert result["ok"], result["error"]
+    assert all(result["accepted"]) and all(result["rejected"]), result
 
 
 @pytest.mark.engine
@@ -303,7 +583,9 @@ async def test_the_judge_on_the_real_model_scores_within_the_scale_with_a_real_q
     scores = await Judge(llama_engine, seed=1).score(scenario, result)
     nurse_lines = {t.text for t in result.turns if t.role == "nurse"}
     assert [s.criterion for s in scores] == ["empathy", "consent"]
+    assert not any("grammar was rejected" in s.reason for s in scores)  # llama.cpp reads the judge's grammar
     for s in scores:
+        assert s.score is None or reason_problem(s.reason, evidence=s.evidence or "") is None
         assert (s.score is not None and 1 <= s.score <= 5 and s.evidence in nurse_lines) or (s.score is None and s.reason.startswith("unscored"))
 
 
@@ -346,8 +628,9 @@ def test_npc_simulate_twice_with_one_seed_gives_one_transcript(tmp_path: Path) -
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert "patient (Victor)>" in proc.stdout and "nurse (Amara)>" in proc.stdout
         runs.append(_lines(tmp_path / name))
-    assert runs[0] == runs[1] and len(runs[0]) == 6
     report = (tmp_path / "runA" / "report.md").read_text(encoding="utf-8")
+    # six turns, or fewer when a role kept repeating itself (the runner stops with "loop", asked again first)
+    assert runs[0] == runs[1] and (len(runs[0]) == 6 or "stopped by: loop: " in report)
     for row in runs[0]:
         assert row["text"] in report
     scenario = load_scenario(ROOT / "scenarios" / "belligerent_patient.yaml", None)

@@ -108,6 +108,8 @@ def _print_turn(rec: TurnRecord) -> None:
     if rec.source == "human":
         return  # the trainee just typed it
     acts = "".join(f" [{a}]" for a in rec.action_strings())
+    for r in rec.rejected:
+        print(f"  (asked again: {r['why']}: {r['text']})", flush=True)
     print(f"{rec.role} ({rec.name})> {rec.text}{acts}", flush=True)
 
 
@@ -125,7 +127,7 @@ def _print_scores(scenario: Scenario, scores: list[CriterionScore]) -> None:
         if c.score is None:
             print(f"  {c.criterion}: {c.reason}")
         else:
-            print(f'  {c.criterion}: {c.score}  "{c.evidence}"')
+            print(f'  {c.criterion}: {c.score}  "{c.evidence}"  {c.reason}')
 
 
 async def simulate_main(args: Any) -> int:

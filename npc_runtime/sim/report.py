@@ -21,9 +21,10 @@ GAP_MS = 300
 
 
 def transcript_lines(result: SimResult) -> list[str]:
-    """One JSON object per turn: turn, role, character, name, source, text, actions, emotion, timings."""
+    """One JSON object per turn: turn, role, character, name, source, text, actions, emotion, rejected, timings."""
     return [json.dumps({"turn": t.turn, "role": t.role, "character": t.character, "name": t.name, "source": t.source,
-                        "text": t.text, "actions": t.actions, "emotion": t.emotion, "timings": t.timings},
+                        "text": t.text, "actions": t.actions, "emotion": t.emotion, "rejected": t.rejected,
+                        "timings": t.timings},
                        ensure_ascii=False, sort_keys=False) for t in result.turns]
 
 
@@ -41,6 +42,8 @@ def report_markdown(result: SimResult, scores: Sequence[CriterionScore] | None) 
             out.append(f"   - action: `{action}`")
         if t.emotion:
             out.append(f"   - emotion: {t.emotion}")
+        for r in t.rejected:
+            out.append(f"   - asked again ({r['why']}), rejected: {r['text'] or '*(no words)*'}")
     out += ["", "## Actions", ""]
     acts = [(t.turn, t.name, a) for t in result.turns for a in t.action_strings()]
     out += [f"- turn {n}, {name}: `{a}`" for n, name, a in acts] or ["None."]
@@ -54,6 +57,10 @@ def report_markdown(result: SimResult, scores: Sequence[CriterionScore] | None) 
             score = "unscored" if c.score is None else str(c.score)
             evidence = f"“{_cell(c.evidence)}”" if c.evidence else "—"
             out.append(f"| {c.criterion}: {_cell(descriptions.get(c.criterion, ''))} | {score} | {evidence} | {_cell(c.reason)} |")
+        retried = [c for c in scores if c.score is not None and c.rejected]
+        if retried:
+            out += ["", "Judge answers rejected before the one scored:", ""]
+            out += [f"- {c.criterion} (attempt {c.attempts}): " + "; ".join(c.rejected) for c in retried]
     out += ["", f"Stopped by: {result.stopped_by}. Seed: {result.seed}.", ""]
     return "\n".join(out)
 

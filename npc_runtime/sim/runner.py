@@ -7,6 +7,17 @@ Then the speakers take turns in the roles' order, starting after the opener: the
 the next speaker as ``input.text`` (its actions first, as a ``game.event`` without reaction); with
 more than two roles, the others hear it as a ``game.event`` ("<Name> said: ...", no reaction).
 
+Repetition: a weak model echoes the line it answers, or says its own last line again, until the
+conversation collapses into one line. Each NPC line is compared with the last round of lines (the
+line it answers and its own previous one; :mod:`npc_runtime.sim.repetition`: equal once normalised,
+or half of it copied in runs of three words or more). A repeat is rejected and the turn asked again
+(:data:`LOOP_RETRIES` times) with a ``game.event`` that reacts at once and tells the character what
+went wrong — a different prompt, so a different line under the same seed (the protocol has no
+per-turn seed). The rejected line is kept in the transcript (``rejected``) but never reaches the other
+roles; it stays in the speaker's own session history, followed by that event. A line that still
+repeats, or that speaks the event itself (``(Event: ...``: SmolLM2 does), is recorded and ends the
+simulation: ``loop: ...``.
+
 Repeatability: each role's session gets a seed derived from ``seed`` and the role's position; every
 request of that session is sampled with it, and the prompts are themselves a function of the
 transcript, so the same seed and models give the same transcript. (The protocol carries a seed per
@@ -27,10 +38,14 @@ from typing import Any
 from npc_runtime import protocol as p
 from npc_runtime.client import AudioFrame, NpcClient
 from npc_runtime.errors import NpcError
+from npc_runtime.sim.repetition import first_repeat, normalise, repeats
 from npc_runtime.sim.scenario import Scenario, stop_action_key
 
 Connect = Callable[[], AbstractAsyncContextManager[NpcClient]]
 AskHuman = Callable[[str, str], Awaitable[str]]
+
+#: How many times a line that repeats a recent one is asked again before the simulation stops with ``loop``.
+LOOP_RETRIES = 1
 
 
 class SimulationError(NpcError):
@@ -39,7 +54,8 @@ class SimulationError(NpcError):
 
 @dataclass(slots=True)
 class TurnRecord:
-    """One line of the conversation. ``source``: ``scripted`` (the opening), ``npc`` or ``human``."""
+    """One line of the conversation. ``source``: ``scripted`` (the opening), ``npc`` or ``human``.
+    ``rejected``: the lines this turn gave first and the runner asked again (``text``, ``why``), oldest first."""
 
     turn: int
     role: str
@@ -52,6 +68,7 @@ class TurnRecord:
     audio: bytes = b""
     sample_rate: int | None = None
     source: str = "npc"
+    rejected: list[dict[str, str]] = field(default_factory=list)
 
     def action_strings(self) -> list[str]:
         return [" ".join(a[k] for k in ("verb", "object", "target") if a.get(k)) for a in self.actions]
@@ -68,6 +85,31 @@ class SimResult:
 def role_seed(seed: int, index: int) -> int:
     """The sampling seed of the ``index``-th role's session (stable, distinct per role)."""
     return (seed * 1_000_003 + index * 7_919) % (2**31)
+
+
+def repeated_line(rec: TurnRecord, recent: Sequence[TurnRecord]) -> TurnRecord | None:
+    """The line of ``recent`` that ``rec`` repeats (the first one), or None. Pure."""
+    spoken = [r for r in recent if r.text.strip()]
+    index = first_repeat(rec.text, [r.text for r in spoken])
+    return None if index is None else spoken[index]
+
+
+def loop_description(rec: TurnRecord, earlier: TurnRecord) -> str:
+    """``the nurse repeated its own line of turn 2`` / ``the customer repeated the rep's line of turn 3``."""
+    whose = "its own" if earlier.role == rec.role else f"the {earlier.role}'s"
+    return f"the {rec.role} repeated {whose} line of turn {earlier.turn}"
+
+
+def retry_event(scenario: Scenario, rec: TurnRecord, earlier: TurnRecord, partner: str) -> str:
+    """The ``game.event`` that asks ``rec``'s role again after it repeated ``earlier`` (``partner``: the role it answers)."""
+    me, them = scenario.role_name(rec.role), scenario.role_name(partner)
+    what = "You said that already." if earlier.role == rec.role else f"Those were {scenario.role_name(earlier.role)}'s words, not yours."
+    return f"{what} Answer {them} as {me}, the {rec.role}, in new words."
+
+
+def speaks_event(text: str, event: str) -> bool:
+    """Whether a line asked for again speaks the event instead (``(Event: ...)``, or the event's words). Pure."""
+    return normalise(text).startswith("event ") or repeats(text, event)
 
 
 def speaking_order(scenario: Scenario) -> list[str]:
@@ -135,12 +177,31 @@ async def run_simulation(
                 rec = _record(scenario, number, speaker, scenario.opening.line, source="scripted")
             else:
                 rec = await _respond(seats[speaker], scenario, number, records[-1])
+            loop: str | None = None
+            if rec.source == "npc":
+                recent = records[-len(order):]  # the line answered, and this role's own previous line
+                earlier = repeated_line(rec, recent)
+                for _ in range(LOOP_RETRIES):
+                    if earlier is None:
+                        break
+                    event = retry_event(scenario, rec, earlier, records[-1].role)
+                    rejected = [*rec.rejected, {"text": rec.text, "why": loop_description(rec, earlier)}]
+                    rec = await _retry(seats[speaker], scenario, number, event)
+                    rec.rejected = rejected
+                    if speaks_event(rec.text, event):
+                        loop = f"the {rec.role} said the event that asked it again"
+                        break
+                    earlier = repeated_line(rec, recent)
+                if loop is None and earlier is not None:
+                    loop = loop_description(rec, earlier)
             await _tell_others(seats, scenario, rec, next_speaker=order[number % len(order)])
             await record(rec)
             stopped = _stop_reason(scenario, rec)
             if stopped is None and scenario.stop.goal and goal_check is not None and rec.source != "scripted":
                 if await goal_check(records):
                     stopped = f"goal: {scenario.stop.goal}"
+            if stopped is None and loop is not None:
+                stopped = f"loop: {loop}"
             if stopped is not None:
                 break
         else:
@@ -173,15 +234,40 @@ def _record(scenario: Scenario, number: int, role: str, text: str, *, source: st
 
 
 async def _respond(seat: _Seat, scenario: Scenario, number: int, last: TurnRecord) -> TurnRecord:
-    """Give ``seat`` the last line (its actions first) and collect its answer."""
+    """Give ``seat`` the last line (its actions first) and collect its answer. The line goes in as
+    ``input.text``: the other person's words (a user turn in the speaker's prompt), never its own."""
     for description in _action_descriptions(scenario, last):
         await _event(seat.client, description)
+    return await _collect(seat, scenario, number, seat.client.say(last.text or "..."))
+
+
+async def _retry(seat: _Seat, scenario: Scenario, number: int, description: str) -> TurnRecord:
+    """Ask ``seat`` again: a ``game.event`` it reacts to at once; collect the new answer."""
+    ref = await seat.client.game_event(description[: p.MAX_TEXT_CHARS], react=True)
+
+    async def answer() -> AsyncIterator[Any]:
+        started = False
+        async for event in _events(seat.client):
+            if isinstance(event, p.EventAccepted) and event.ref == ref:
+                continue
+            if isinstance(event, p.ErrorEvent) and event.ref == ref:
+                raise SimulationError(f"game event refused: {event.code}: {event.message}", code=event.code)
+            yield event
+            started = started or isinstance(event, p.ResponseStart)
+            if isinstance(event, p.ResponseEnd) or (isinstance(event, p.ErrorEvent) and event.response_id is None and not started):
+                return
+
+    return await _collect(seat, scenario, number, answer())
+
+
+async def _collect(seat: _Seat, scenario: Scenario, number: int, events: AsyncIterator[Any]) -> TurnRecord:
+    """The turn record of one response, from its events (up to its ``response.end``)."""
     rec = _record(scenario, number, seat.role, "", source="npc")
     rec.sample_rate = seat.ready.audio.sample_rate if seat.ready.audio else None
     audio = bytearray()
     end: p.ResponseEnd | None = None
     error: p.ErrorEvent | None = None
-    async for event in seat.client.say(last.text or "..."):
+    async for event in events:
         if isinstance(event, AudioFrame):
             audio += event.pcm
         elif isinstance(event, p.EmotionEvent):

@@ -121,18 +121,24 @@ class Scenario(_Strict):
         return self.scene.model_copy(update={"characters": [*self.scene.characters, *extra]})
 
     def brief_for(self, role: str) -> str:
-        """The role brief sent as ``session.start.options.brief``."""
+        """The role brief sent as ``session.start.options.brief``: who this role is, who the others are (their
+        lines reach it as the player's words, to answer, never to say), its goals, secret and difficulty."""
         r = self.roles[role]
-        others = ", ".join(f"{self.role_name(o)} (the {o})" for o in self.roles if o != role)
+        me = self.role_name(role)
+        others = [o for o in self.roles if o != role]
+        with_whom = ", ".join(f"{self.role_name(o)} (the {o})" for o in others)
+        their = " or ".join(self.role_name(o) for o in others)
         # The setting paragraph stays out: with it, SmolLM2-135M fell into a refusal loop ("I'm sorry, I can't
         # help you") every turn; without it the replies stay on topic. The report still shows the setting.
+        # No "(4/5)" after the difficulty: the 135M model copied it into its lines.
         lines = [f"Scene: {self.title}.",
-                 f"Your role in this scene: the {role}, talking with {others}."]
+                 f"You are {me}, the {role}, talking with {with_whom}. What {their} says comes to you as the player's words.",
+                 f"Speak only as {me}, the {role}, in your own words: never say {their}'s lines, never repeat a line."]
         if r.brief.goals:
             lines.append("Your goals: " + "; ".join(r.brief.goals) + ".")
         if r.brief.hidden:
             lines.append(f"What only you know: {r.brief.hidden}")
-        lines.append(f"Difficulty: be {DIFFICULTY[r.brief.difficulty]} ({r.brief.difficulty}/5).")
+        lines.append(f"Difficulty: be {DIFFICULTY[r.brief.difficulty]}.")
         if role == self.opening.role:
             lines.append(f'You opened the scene by saying: "{self.opening.line}"')
         return "\n".join(lines)
