@@ -32,7 +32,7 @@ def _add_runtime_flags(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--vllm-url", help="vLLM server base URL, e.g. http://127.0.0.1:8000")
     g.add_argument("--vllm-model", help="model name served by vLLM")
     g.add_argument("--prompt-profile", choices=["auto", "compact", "full", "tuned"],
-                   help="the prompt characters get (default auto: the persona's, else full on vLLM, compact embedded)")
+                   help="the prompt characters get (default auto: the persona's, else full on vLLM unless it serves a tiny model, compact embedded)")
     g.add_argument("--tts", choices=["auto", "piper", "espeak", "none"], help="speech engine (default auto: each persona's voice; none: text only)")
     g.add_argument("--tts-voice", help="Piper voice package or .onnx file, or espeak voice")
     g.add_argument("--asr", help="speech recognition: tiny.en (default), base, a CTranslate2 Whisper folder, or none")

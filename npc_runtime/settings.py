@@ -40,7 +40,7 @@ class Settings(BaseSettings):
         description="The prompt each character gets (npc_runtime/dialogue/prompt.py): compact (the tiny embedded model), full "
                     "(backstory, style, goals, the author's examples, emotions: capable models), tuned (what an NPC-tuned "
                     "adapter was trained on); auto = the persona's llm.prompt_profile, else the engine's (full on vLLM, "
-                    "compact on the embedded model).")
+                    "compact on the embedded model and on vLLM serving a tiny model such as SmolLM2-135M).")
     vllm_url: str = Field(default="http://127.0.0.1:8000", description="Base URL of the vLLM OpenAI-compatible server.")
     vllm_model: str = Field(default="smollm2-135m-instruct", description="Served model name on the vLLM server.")
     vllm_api_key: str | None = Field(default=None, description="Bearer token for the vLLM server, if it needs one.")

@@ -117,6 +117,9 @@ def test_auto_follows_the_persona_then_the_engine(jin: Persona) -> None:
     class VLLMish:
         name = "vllm:big-model"
 
+    class VLLMTiny:
+        name = "vllm:smollm2-135m-instruct"  # this project's vLLM default on a CPU: the prompt follows the model
+
     class Tuned:
         name = "llama_cpp"
         prompt_profile = "tuned"
@@ -126,7 +129,7 @@ def test_auto_follows_the_persona_then_the_engine(jin: Persona) -> None:
         inner = Tuned()
 
     assert engine_profile(FakeLLM()) == "compact"
-    assert engine_profile(VLLMish()) == "full"
+    assert engine_profile(VLLMish()) == "full" and engine_profile(VLLMTiny()) == "compact"
     assert engine_profile(Tuned()) == "tuned" and engine_profile(Gated()) == "tuned"
     assert choose_profile("auto", jin, engine="full") == "full"
     wants_full = jin.model_copy(update={"llm": jin.llm.model_copy(update={"prompt_profile": "full"})})

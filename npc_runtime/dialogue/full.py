@@ -1,4 +1,4 @@
-"""The ``full`` prompt profile: the whole persona, for capable models (vLLM by default).
+"""The ``full`` prompt profile: the whole persona, for capable models (vLLM by default, unless it serves a tiny model).
 
 Prefix layout (cached per character and scene)::
 
@@ -12,7 +12,9 @@ Prefix layout (cached per character and scene)::
 
 An example whose tag names an id the live scene lacks (the author wrote it for ``persona.scene``) is not shown as
 an exchange: its fixed id would teach an action that is impossible here. Its words still show the character's
-voice. A 135M model does worse with all of this (see :mod:`npc_runtime.dialogue.compact`); a capable model uses it.
+voice. A 135M model does worse with all of this (SmolLM2-135M, seed 1: 1/14 public and 7/45 dev action cases
+against compact's 8/14 and 22/45 — it copies the examples' ``[give ramen_bowl nova]`` into every scene); a capable
+model uses it.
 """
 
 from __future__ import annotations

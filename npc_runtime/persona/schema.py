@@ -58,7 +58,7 @@ class LLMSettings(_Strict):
     prompt_profile: Literal["compact", "full", "tuned"] | None = Field(
         default=None, description="The prompt for this character when the server's prompt_profile is auto: compact (small "
                                   "models), full (the whole persona, capable models), tuned (a fine-tuned adapter); "
-                                  "default: the engine's (full on vLLM, compact on the embedded model).")
+                                  "default: the engine's (full on vLLM, compact on the embedded model or a tiny model on vLLM).")
 
 
 class Persona(_Strict):
