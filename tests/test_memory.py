@@ -70,7 +70,7 @@ async def test_extractive_keeps_self_statements_requests_gifts_and_promises() ->
         "you gave ramen_bowl",
         'you promised: "I\'ll save you a seat tomorrow."',  # a promise, not "you said": the character's words are not kept as lines
         "you gave menu to nova",
-        'Kai said: "Could you bring 2 bowls please?"',
+        'Kai asked: "Could you bring 2 bowls please?"',  # a request to the character, labelled as one
         "event: Kai paid 20 coins",
     ]
     assert "Hello there" not in summary and "weather" not in summary and "door" not in summary
@@ -104,7 +104,7 @@ def test_remembered_is_facts_never_the_characters_own_lines() -> None:
     assert facts == [
         'Kai said: "I like firm noodles."',
         f'Kai said: "{SELF_STATEMENT}"',
-        'Kai said: "Could you hand me the chopsticks?"',
+        'Kai asked: "Could you hand me the chopsticks?"',
         "you gave chopsticks",
         'you promised: "I\'ll save you a seat tomorrow."',
     ]

@@ -165,7 +165,7 @@ def test_only_the_last_replies_stay_as_turns_and_older_ones_become_facts() -> No
         HistoryEntry("character", "Here. [give sake_bottle player]"),
     ]
     earlier, kept = shape_history(history, replies=2, partner_name="Kai")
-    assert earlier == ['Kai said: "My name is Kai and I\'m a courier."', "you gave menu", 'Kai said: "Hand me the chopsticks."']
+    assert earlier == ['Kai said: "My name is Kai and I\'m a courier."', "you gave menu", 'Kai asked: "Hand me the chopsticks."']
     assert [e.kind for e in kept] == ["player", "character", "player", "character"]
     said = [e.text for e in kept if e.kind == "character"]
     assert said == ["I'm sorry, I can't carry them.", "Here. [give sake_bottle player]"]
@@ -184,6 +184,21 @@ def test_the_prompt_holds_few_of_the_characters_replies(jin: Persona) -> None:
         assert sum(m.role == "assistant" for m in tail) == replies, profile
         assert tail[0].role == "system" and tail[0].content.startswith("Earlier in this conversation:")
         assert 'Kai said: "Tell me about bowl 0."' in tail[0].content and "Bowl 0 is good" not in tail[0].content
+
+
+def test_compact_remembers_only_what_the_player_said_about_themselves(jin: Persona) -> None:
+    """A 135M model shown old requests, gifts and promises apologizes or loops on them (measured: prompt.py);
+    the full and tuned prompts get every fact."""
+    summary = "\n".join(['Kai said: "I\'m allergic to eggs."', 'Kai asked: "Could you hand me the chopsticks?"',
+                         "you gave chopsticks", 'you promised: "Tomorrow at ten."', "event: Kai paid 20 coins",
+                         "Kai likes firm noodles."])  # the last: a line of another summarizer's own
+    compact, n = _render(jin, _scene("ramen_shop.json"), "compact", memory_summary=summary)
+    assert compact[n].content.splitlines()[1:] == ['- Kai said: "I\'m allergic to eggs."', "- Kai likes firm noodles."]
+    for profile in ("full", "tuned"):
+        messages, n = _render(jin, _scene("ramen_shop.json"), profile, memory_summary=summary)
+        assert len(messages[n].content.splitlines()) == 1 + 6
+    only_requests, n = _render(jin, _scene("ramen_shop.json"), "compact", memory_summary="you gave menu")
+    assert [m.role for m in only_requests[n:]] == ["user"]  # nothing left to remember: no memory message at all
 
 
 # -- training records

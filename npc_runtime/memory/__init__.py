@@ -15,6 +15,6 @@ from __future__ import annotations
 
 from npc_runtime.memory.records import KINDS, MemoryEntry, Recall, Summarizer
 from npc_runtime.memory.store import MemoryStore
-from npc_runtime.memory.summary import ExtractiveSummarizer, remembered
+from npc_runtime.memory.summary import ExtractiveSummarizer, remembered, statements
 
-__all__ = ["KINDS", "ExtractiveSummarizer", "MemoryEntry", "MemoryStore", "Recall", "Summarizer", "remembered"]
+__all__ = ["KINDS", "ExtractiveSummarizer", "MemoryEntry", "MemoryStore", "Recall", "Summarizer", "remembered", "statements"]

@@ -4,7 +4,9 @@ It keeps, one fact a line:
 
 * what the partner said about themselves or asked for: their sentences with a first-person word
   (I, I'm, my, me, ...), a request word (please, want, need, can you, ...), a name (a capitalised
-  word past the first) or a number, verbatim, as ``Kai said: "..."``;
+  word past the first) or a number, verbatim: a request to the character that says nothing lasting
+  about the partner ("Could you hand me the chopsticks?", "I'd like the menu.": no I/my/mine past the
+  asking words) as ``Kai asked: "..."``, the rest as ``Kai said: "..."``;
 * what the character gave or promised: ``[give x player]`` becomes ``you gave x`` (``you gave x
   to nova`` for anyone else), and its sentences that make a promise (I promise, I owe you, tomorrow,
   next time, I'll save/keep/hold ...) become ``you promised: "..."``. Nothing else the character said
@@ -17,7 +19,9 @@ instead), and the oldest lines are dropped while the whole is over ``max_chars``
 
 :func:`remembered` is what a session starts with: the stored summary plus the facts of the entries
 not yet folded into it — facts only, so a returning player's earlier turns never come back as the
-character's own lines to copy.
+character's own lines to copy. :func:`statements` keeps only what the partner said about themselves (the
+compact prompt's memory: a 135M model given old requests, gifts and promises apologizes or loops on them,
+measured in npc_runtime/dialogue/prompt.py).
 """
 
 from __future__ import annotations
@@ -37,6 +41,11 @@ _PROMISE = re.compile(
     r"\b(?:i promise|i swear|i owe you|tomorrow|next time|next week|(?:i'll|i will) (?:save|keep|hold|remember|bring you|be back))\b",
     re.IGNORECASE,
 )
+_ASKING = re.compile(
+    r"^(?:please\b|(?:can|could|would|will) you\b|(?:can|could|may) i\b|i'd like\b|i want\b|i'll have\b|"
+    r"(?:hand|pass|give|bring|get|pour|show|lend|toss|fetch) me\b)", re.IGNORECASE)
+_FIRST_PERSON = re.compile(r"\b(?:i|i'm|im|my|mine|myself)\b", re.IGNORECASE)
+_NOT_A_STATEMENT = re.compile(r'^(?:you |event: |[^"\n]{1,120} asked: ")')
 _PARTNER_TARGETS = frozenset({"player", "you"})
 _OLD_OWN_LINE = 'you said: "'
 
@@ -76,13 +85,25 @@ def facts(entry: MemoryEntry, *, partner_name: str) -> list[str]:
     """The lines worth keeping from one entry (possibly none)."""
     text = entry.text.replace("\u2019", "'")
     if entry.kind == "player":
-        return [f'{partner_name} said: "{s}"' for s in _sentences(text) if _about_partner(s)]
+        return [f'{partner_name} {"asked" if _asking(s) else "said"}: "{s}"' for s in _sentences(text) if _about_partner(s)]
     if entry.kind == "character":
         out = [_gift(body.split(), partner_name) for body in _TAG.findall(text)]
         spoken = " ".join(_TAG.sub(" ", text).split())
         out += [f'you promised: "{s}"' for s in _sentences(spoken) if _PROMISE.search(s)]
         return [line for line in out if line]
     return [f"event: {s}" for s in _sentences(text) if _NUMBER.search(s) or _has_name(s)]
+
+
+def statements(summary: str) -> str:
+    """``summary`` without its requests (``Kai asked: ...``), the character's gifts and promises (``you ...``) and
+    events (``event: ...``): what the partner said about themselves, and any line of another summarizer's own."""
+    return "\n".join(line for line in summary.splitlines() if not _NOT_A_STATEMENT.match(line))
+
+
+def _asking(sentence: str) -> bool:
+    """A request to the character that says nothing lasting about the partner."""
+    ask = _ASKING.match(sentence)
+    return bool(ask) and not _FIRST_PERSON.search(sentence[ask.end():])
 
 
 def _gift(tag: list[str], partner_name: str) -> str:
