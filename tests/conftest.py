@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -62,3 +63,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         handle = getattr(utils, name, None)
         if handle is not None and not handle.closed:
             handle.close()
+
+
+def xgrammar_command() -> list[str] | None:
+    """A Python that can import xgrammar (vLLM's grammar backend): this one, or the vLLM venv's
+    (scripts/setup_vllm.sh); None when neither (tests that need it skip)."""
+    try:
+        import xgrammar  # noqa: F401
+    except ImportError:
+        home = Path(os.environ.get("NPC_VLLM_HOME", Path.home() / ".cache" / "npc_runtime" / "vllm"))
+        python = home / "venv" / "bin" / "python"
+        return [str(python)] if python.is_file() else None
+    return [sys.executable]

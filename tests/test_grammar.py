@@ -4,14 +4,14 @@ xgrammar accept it. The ``engine`` tests run the real model under the grammar.""
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import xgrammar_command
 
 from npc_runtime.dialogue.grammar import (
     MAX_TAGS,
@@ -215,18 +215,8 @@ def test_bad_arguments() -> None:
 # -- xgrammar ------------------------------------------------------------------------------------
 
 
-def _xgrammar_command() -> list[str] | None:
-    try:
-        import xgrammar  # noqa: F401
-    except ImportError:
-        home = Path(os.environ.get("NPC_VLLM_HOME", Path.home() / ".cache" / "npc_runtime" / "vllm"))
-        python = home / "venv" / "bin" / "python"
-        return [str(python)] if python.is_file() else None
-    return [sys.executable]
-
-
 def test_xgrammar_accepts_every_grammar() -> None:
-    command = _xgrammar_command()
+    command = xgrammar_command()
     if command is None:
         pytest.skip("xgrammar is not importable and the vLLM venv is missing (scripts/setup_vllm.sh makes it)")
     items = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
@@ -14,6 +13,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+
+from conftest import xgrammar_command
 import pytest_asyncio
 
 from npc_runtime.client import NpcClient
@@ -544,18 +545,8 @@ def test_judge_grammar_dialect_and_reason_rules() -> None:
     assert rules["word"] == "[A-Za-z] [A-Za-z'-]{0,19} [,;:]?"  # no digits, no full stop inside a reason
 
 
-def _xgrammar_python() -> list[str] | None:
-    try:
-        import xgrammar  # noqa: F401
-    except ImportError:
-        home = Path(os.environ.get("NPC_VLLM_HOME", Path.home() / ".cache" / "npc_runtime" / "vllm"))
-        python = home / "venv" / "bin" / "python"
-        return [str(python)] if python.is_file() else None
-    return [sys.executable]
-
-
 def test_xgrammar_holds_the_judge_to_a_real_quote_and_a_reason_in_words() -> None:
-    command = _xgrammar_python()
+    command = xgrammar_command()
     if command is None:
         pytest.skip("xgrammar is not importable and the vLLM venv is missing (scripts/setup_vllm.sh makes it)")
     grammar = score_grammar([QUOTE, 'He said "no".'], 1, 5, subjects("Amara", "nurse"))
