@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from npc_runtime.actions import EMOTIONS
 from npc_runtime.dialogue.grammar import validate_action
+from npc_runtime.dialogue.in_world import AI_PATTERNS, ai_claims
 from npc_runtime.dialogue.prompt import HistoryEntry
 from npc_runtime.dialogue.turn import ActionOut, Dialogue, EmotionOut, SpeechDelta, TurnInput, TurnStats, allowed_verbs
 from npc_runtime.evals import score
@@ -50,35 +51,8 @@ from npc_runtime.tts.speaker import Speaker, SpokenChunk
 CHECKS: tuple[str, ...] = ("valid", "action", "no_ai", "no_leak", "emotion", "keyword", "in_character", "complete")
 
 _I = re.IGNORECASE
-#: Talk no character in a world says: (name, pattern). "AI" is matched in capitals only ("ai" is in words).
-AI_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("AI", re.compile(r"(?<![\w.])(?:AI|A\.I\.?)(?![\w'’])")),
-    ("artificial intelligence", re.compile(r"\bartificial(?:ly)?[ -]intelligen", _I)),
-    ("language model", re.compile(r"\blanguage[ -]models?\b|\bLLMs?\b", _I)),
-    ("model", re.compile(r"\b(?:as an?|I am an?|I'm an?)\s+(?:\w+\s+)?(?:model|algorithm)\b|\b(?:AI|text|computer|chat)[ -]models?\b", _I)),
-    ("assistant", re.compile(r"\b(?:virtual|digital|helpful|chat|AI)[ -]assistants?\b"
-                             r"|\b(?:as|I am|I'm)\s+(?:just\s+|only\s+)?(?:an?|your)\s+assistant\b", _I)),
-    ("chatbot", re.compile(r"\bchat[ -]?bots?\b|\b(?:I am|I'm)\s+(?:just\s+|only\s+|not\s+)?(?:a\s+)?(?:ro)?bot\b", _I)),
-    ("trained", re.compile(r"\btrained (?:by|on)\b|\btraining data\b", _I)),
-    ("program", re.compile(r"\bcomputer program\b|\b(?:I was|I'm|I am|been)\s+programmed\b|\bmy programming\b"
-                           r"|\b(?:I am|I'm)\s+(?:just\s+|only\s+)?(?:a|an)\s+(?:\w+\s+)?program\b", _I)),
-    ("system prompt", re.compile(r"\bsystem (?:prompt|message)\b", _I)),
-    ("vendor", re.compile(r"\b(?:OpenAI|ChatGPT|GPT-?\d|Hugging ?Face|SmolLM|Anthropic)\b", _I)),
-    ("game character", re.compile(r"\b(?:game|fictional|virtual|non-player)\s+characters?\b|\bcharacters?\s+in\s+(?:a|this)\s+(?:video\s+)?game\b"
-                                  r"|\b(?:I am|I'm|we are|we're|this is)\s+(?:just\s+|only\s+)?(?:in\s+)?a\s+video\s+game\b", _I)),
-    ("NPC", re.compile(r"\bNPCs?\b")),
-    ("no body", re.compile(r"\bI (?:don't|do not|can't|cannot) have (?:a (?:physical )?body|feelings|emotions|personal (?:opinions|experiences))\b", _I)),
-    ("neural network", re.compile(r"\bneural net(?:work)?s?\b", _I)),
-)
-
 _CLOSERS = "\"'”’)»]"
 _ENDS = ".!?…"
-
-
-def ai_claims(text: str) -> list[str]:
-    """The names of the :data:`AI_PATTERNS` that ``text`` matches (empty: the reply stays in its world)."""
-    text = text.replace("\u2019", "'")
-    return [name for name, pattern in AI_PATTERNS if pattern.search(text)]
 
 
 def sentence_complete(text: str) -> bool:

@@ -11,12 +11,13 @@ LLM at its next token.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
 from npc_runtime.dialogue.ending import Ending, hard_limit
 from npc_runtime.dialogue.grammar import build_action_grammar
+from npc_runtime.dialogue.in_world import InWorld
 from npc_runtime.dialogue.prompt import HistoryEntry, Profile, ProfileSetting, build_messages, choose_profile, engine_profile, prefix_key
 from npc_runtime.dialogue.tags import ActionPiece, EmotionPiece, TagStreamParser, TextPiece
 from npc_runtime.llm.base import LLM, GenerationRequest
@@ -61,6 +62,8 @@ class TurnStats:
     chunks: int = 0
     finish_reason: str | None = None
     dropped_tags: int = 0
+    #: The reply talked like a model (:mod:`~npc_runtime.dialogue.in_world`): what it matched; it was cut there.
+    broke_character: list[str] = field(default_factory=list)
 
 
 def allowed_verbs(persona: Persona) -> list[str]:
@@ -123,22 +126,29 @@ class Dialogue:
         if request.grammar is not None:
             await self.llm.validate_grammar(request.grammar)
         parser = TagStreamParser(turn.scene, verbs, self_id=turn.persona.id, emotions=turn.persona.emotions)
+        guard = InWorld(turn.persona.refusal)
         timeline.mark("prompt_ready")
         stream = self.llm.stream(request)
         try:
             async for chunk in stream:
                 timeline.mark("first_token")
                 stats.chunks += 1
-                for out in _speakable(parser.feed(ending.feed(chunk.text))):
+                for out in guard.feed(_speakable(parser.feed(ending.feed(chunk.text)))):
                     yield out
-                if ending.stopped:
-                    break  # past the cap, at a sentence end: the model stops here (finally closes its stream)
+                if ending.stopped or guard.broke:
+                    break  # past the cap at a sentence end, or out of character: the model stops here
                 if chunk.finish_reason:
                     stats.finish_reason = chunk.finish_reason
             if ending.stopped:
                 stats.finish_reason = "length"
-            for out in _speakable([*parser.feed(ending.finish(stats.finish_reason)), *parser.close()]):
+            if not guard.broke:
+                for out in guard.feed(_speakable([*parser.feed(ending.finish(stats.finish_reason)), *parser.close()])):
+                    yield out
+            for out in guard.finish():
                 yield out
+            if guard.broke:
+                stats.broke_character = guard.claims
+                log.info("reply.out_of_character", persona=turn.persona.id, claims=guard.claims)
         finally:
             await stream.aclose()
             stats.dropped_tags = parser.dropped
