@@ -87,16 +87,26 @@ async def main() -> int:
         await llm.aclose()
     report = _report(results)
     print(report["table"])
-    print(f"llm {llm.name}; prompt profile {args.prompt_profile}; tts {args.tts}; seeds {args.seeds}; {len(cases)} cases; "
+    print(f"llm {llm.name}{f' + adapter {a}' if (a := getattr(llm, 'adapter', None)) else ''}; prompt profile {args.prompt_profile}; tts {args.tts}; seeds {args.seeds}; {len(cases)} cases; "
           f"machine: {_machine()}")
     if args.json:
         args.json.write_text(json.dumps({
-            "llm": llm.name, "prompt_profile": args.prompt_profile, "llm_adapter": settings.llm_adapter, "tts": args.tts,
+            "llm": llm.name, "prompt_profile": args.prompt_profile, "llm_adapter": settings.llm_adapter,
+            "adapter": str(adapter) if (adapter := getattr(llm, "adapter", None)) else None, "tts": args.tts,
             "machine": _machine(), "seeds": args.seeds, "cases_file": str(args.cases),
             "rates": report["rates"], "latency_ms": report["latency"], "invalid": report["invalid"],
             "results": [asdict(r) for r in results],
         }, indent=2))
     return 0 if report["invalid"] == 0 else 1
+
+
+#: Kinds of case whose point is the action decision: a request to act (``act``, ``act_give``...), for something
+#: absent, with a verb the persona may not use, or "the usual" from memory (issue 14's "action cases").
+ACTION_KINDS = ("absent", "not_allowed", "memory_act")
+
+
+def is_action_case(kind: str) -> bool:
+    return kind == "act" or kind.startswith("act_") or kind in ACTION_KINDS
 
 
 def _machine() -> str:
@@ -136,6 +146,8 @@ def _report(results: list[CharacterResult]) -> dict:
     rows = [(name, *rates[name]) for name in CHECKS]
     rows.insert(2, ("  must act", sum(bool(r.checks["action"]) for r in acting), len(acting)))
     rows.insert(3, ("  none required", sum(bool(r.checks["action"]) for r in quiet), len(quiet)))
+    requests = [r for r in results if is_action_case(r.kind)]
+    rows.insert(4, ("  action cases", sum(bool(r.checks["action"]) for r in requests), len(requests)))
     rows.append(("overall", *rates["overall"]))
     for kind in sorted({r.kind for r in results}):
         of_kind = [r for r in results if r.kind == kind]
@@ -152,6 +164,7 @@ def _report(results: list[CharacterResult]) -> dict:
     invalid = sum(len(r.reply.invalid) + r.reply.dropped_tags for r in results)
     truncated = sum(r.reply.truncated for r in results)
     lines.append(f"invalid actions (or dropped tags): {invalid}; truncated at max_tokens: {truncated}/{len(results)}")
+    rates["action_cases"] = (sum(bool(r.checks["action"]) for r in requests), len(requests))
     return {"table": "\n".join(lines), "rates": {k: {"passed": p, "asked": n} for k, (p, n) in rates.items()},
             "latency": latency, "invalid": invalid}
 

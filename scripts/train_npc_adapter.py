@@ -12,8 +12,10 @@ transformers are already there). Steps:
 2. the data: ``training/data/train.jsonl`` (and ``heldout.jsonl`` for the held-out loss), each record rendered by the
    runtime's own ``tuned`` prompt profile (:func:`npc_runtime.dialogue.prompt.render_record`), so training and
    serving see the same prompt; the loss is on the reply only;
-3. LoRA (r 8, alpha 16, all linear layers of every block) trained with AdamW, cosine schedule, bf16 autocast, two
-   threads, batches of similar length; a checkpoint every ``--save-every`` steps (``--resume`` goes on from it);
+3. LoRA (r 16, alpha 32, all linear layers of every block) trained with AdamW, cosine schedule, bf16 autocast, two
+   threads; each step is up to ``--batch`` records of one persona in one scene, their shared system prefix run once
+   and every record's tail on its key/value cache (:func:`step_loss`: the same loss as separate sequences, a sixth
+   of the tokens); a checkpoint every ``--save-every`` steps (``--resume`` goes on from it);
 4. the adapter as GGUF (``scripts/lora_to_gguf.py``), its sha256, and ``train.json`` with every figure (tokens,
    steps, losses before/after on held-out, hours).
 """
@@ -75,84 +77,99 @@ class Library:
                 "kind": data.get("kind", "")}
 
 
-Example = tuple[list[int], list[tuple[int, int]]]  # token ids, the (start, end) spans the loss is on
+Tail = tuple[list[int], list[tuple[int, int]]]  # token ids after the prefix, the (start, end) spans the loss is on
+Group = tuple[list[int], list[Tail]]  # the shared system prefix's ids, the records that follow it
 
 
-def encode(records: list[dict[str, Any]], tokenizer: Any, max_len: int, library: Library, *, pack: int = 1,
-           rng: random.Random | None = None) -> tuple[list[Example], int]:
-    """Token ids and reply spans, the prompt rendered by the runtime's tuned profile. With ``pack`` > 1, records
-    that are one system message and one player turn (no history, memory, facts) are packed up to ``pack`` to a
-    sequence when they share persona and scene — the later ones then follow earlier exchanges as a session's
-    recent turns do (the tuned profile keeps the last two replies), and the ~500-token system message is paid once
-    (about 2.3x fewer tokens for the same records). Sequences longer than ``max_len`` are skipped (counted)."""
+def encode(records: list[dict[str, Any]], tokenizer: Any, max_len: int, library: Library) -> tuple[list[Group], int]:
+    """Token ids, grouped by their system prefix. Every record of one persona in one scene starts with the same
+    ~520-token system message (the tuned profile's stable prefix); the rest (memory, passages, history, the
+    player's line) and the reply are its *tail* (~60 tokens). Training runs the prefix once per batch and every
+    tail of the batch on top of its key/value cache (:func:`step_loss`), exactly as if each record were its own
+    sequence (each tail sees the prefix and itself, as in a fresh session) at about a sixth of the tokens. Records
+    longer than ``max_len`` are skipped (counted)."""
     from npc_runtime.dialogue.prompt import render_record
     from npc_runtime.llm.llama_cpp import render_chatml
 
     def ids(text: str) -> list[int]:
         return list(tokenizer(text, add_special_tokens=False).input_ids)
 
-    rendered = [render_record(library.record(r)) for r in records]
-    groups: dict[str, list[tuple[list[Any], str]]] = {}
-    singles: list[list[tuple[list[Any], str]]] = []
-    for record, (messages, reply) in zip(records, rendered):
-        if pack > 1 and len(messages) == 2 and messages[0].role == "system":
-            groups.setdefault(messages[0].content, []).append((messages, reply))
-        else:
-            singles.append([(messages, reply)])
-    packed = list(singles)
-    for items in groups.values():
-        (rng or random).shuffle(items)
-        packed += [items[i:i + pack] for i in range(0, len(items), pack)]
-    out, skipped = [], 0
-    for group in packed:
-        tokens: list[int] = []
-        spans: list[tuple[int, int]] = []
-        for i, (messages, reply) in enumerate(group):
-            tokens += ids(render_chatml(messages if i == 0 else messages[1:], add_generation_prompt=True))
-            target = ids(reply + END + "\n")
-            spans.append((len(tokens), len(tokens) + len(target)))
-            tokens += target
-        if len(tokens) > max_len:
-            skipped += len(group)
+    groups: dict[str, list[Tail]] = {}
+    prefix_ids: dict[str, list[int]] = {}
+    skipped = 0
+    for record in records:
+        messages, reply = render_record(library.record(record))
+        prefix = render_chatml(messages[:1], add_generation_prompt=False)
+        if prefix not in prefix_ids:
+            prefix_ids[prefix] = ids(prefix)
+        tail = ids(render_chatml(messages[1:], add_generation_prompt=True))
+        target = ids(reply + END + "\n")
+        if len(prefix_ids[prefix]) + len(tail) + len(target) > max_len:
+            skipped += 1
             continue
-        out.append((tokens, spans))
-    return out, skipped
+        groups.setdefault(prefix, []).append((tail + target, [(len(tail), len(tail) + len(target))]))
+    return [(prefix_ids[prefix], tails) for prefix, tails in groups.items()], skipped
 
 
-def batches(examples: list[Example], size: int, rng: random.Random) -> list[list[Example]]:
-    """Batches of similar length (less padding), in random order."""
-    order = sorted(examples, key=lambda e: len(e[0]))
-    groups = [order[i:i + size] for i in range(0, len(order), size)]
-    rng.shuffle(groups)
-    return groups
+Step = tuple[list[int], list[Tail]]
 
 
-def collate(batch: list[Example], pad_id: int) -> dict[str, Any]:
+def batches(groups: list[Group], size: int, rng: random.Random) -> list[Step]:
+    """Steps of up to ``size`` records sharing one prefix (tails of similar length together), in random order."""
+    steps: list[Step] = []
+    for prefix, tails in groups:
+        order = list(tails)
+        rng.shuffle(order)
+        n = math.ceil(len(order) / size)
+        for i in range(n):  # spread evenly: no step of one or two records
+            chunk = sorted(order[i::n], key=lambda t: len(t[0]))
+            steps.append((prefix, chunk))
+    rng.shuffle(steps)
+    return steps
+
+
+def step_loss(model: Any, step: Step, pad_id: int) -> tuple[Any, int, int]:
+    """The mean loss over the reply tokens of ``step``'s records, the prefix evaluated once: its key/value cache is
+    repeated for each tail (gradients flow back through it), the tails are right-padded and masked, and the output
+    head (49k words) runs only where a reply token is predicted. Equal to the loss of each record as its own
+    sequence (tests/test_train_prefix.py). Returns (loss, reply tokens, tokens processed)."""
     import torch
 
-    width = max(len(ids) for ids, _ in batch)
-    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(batch), width), -100, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, (ids, spans) in enumerate(batch):
+    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder, head = causal.model, causal.lm_head
+    prefix, tails = step
+    n_prefix, width, rows = len(prefix), max(len(t) for t, _ in tails), len(tails)
+    cache = decoder(input_ids=torch.tensor([prefix]), use_cache=True).cache
+    cache.batch_repeat_interleave(rows)
+    input_ids = torch.full((rows, width), pad_id, dtype=torch.long)
+    labels = torch.full((rows, width), -100, dtype=torch.long)
+    mask = torch.zeros((rows, n_prefix + width), dtype=torch.long)
+    mask[:, :n_prefix] = 1
+    for row, (ids, spans) in enumerate(tails):
         input_ids[row, : len(ids)] = torch.tensor(ids)
+        mask[row, n_prefix : n_prefix + len(ids)] = 1
         for start, end in spans:
             labels[row, start:end] = torch.tensor(ids[start:end])
-        mask[row, : len(ids)] = 1
-    return {"input_ids": input_ids, "labels": labels, "attention_mask": mask}
+    positions = torch.arange(n_prefix, n_prefix + width).unsqueeze(0).expand(rows, -1)
+    hidden = decoder(input_ids=input_ids, attention_mask=mask, cache=cache, position_ids=positions).last_hidden_state
+    targets = labels[:, 1:]
+    where = targets != -100
+    logits = head(hidden[:, :-1][where])
+    loss = torch.nn.functional.cross_entropy(logits.float(), targets[where])
+    return loss, int(where.sum()), n_prefix + int(mask[:, n_prefix:].sum())
 
 
-def mean_loss(model: Any, examples: list[Example], pad_id: int, size: int) -> float:
+def mean_loss(model: Any, groups: list[Group], pad_id: int, size: int) -> float:
     import torch
 
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        for i in range(0, len(examples), size):
-            batch = collate(examples[i:i + size], pad_id)
-            n = int((batch["labels"][:, 1:] != -100).sum())
-            total += float(model(**batch).loss) * n
-            count += n
+        for prefix, tails in groups:
+            for i in range(0, len(tails), size):
+                loss, n, _ = step_loss(model, (prefix, tails[i:i + size]), pad_id)
+                total += float(loss) * n
+                count += n
     model.train()
     return total / max(count, 1)
 
@@ -169,12 +186,11 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "build/npc-adapter")
     ap.add_argument("--work", type=Path, default=Path.home() / ".cache/npc_runtime/train")
     ap.add_argument("--epochs", type=float, default=1.0)
-    ap.add_argument("--rank", type=int, default=8)
-    ap.add_argument("--alpha", type=float, default=16.0)
+    ap.add_argument("--rank", type=int, default=16)
+    ap.add_argument("--alpha", type=float, default=32.0)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--max-len", type=int, default=1024)
-    ap.add_argument("--pack", type=int, default=3, help="single-turn records packed per sequence (same persona and scene)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=0, help="train on the first N records only (a smoke run)")
     ap.add_argument("--sample", type=int, default=0, help="train on N records drawn at random (a shorter run)")
@@ -204,12 +220,14 @@ def main() -> int:
         records = rng.sample(records, args.sample)
     heldout = [json.loads(line) for line in args.heldout.read_text().splitlines() if line.strip()][: args.heldout_limit]
     library = Library(args.library)
-    train, skipped = encode(records, tokenizer, args.max_len, library, pack=args.pack, rng=rng)
-    held, _ = encode(heldout, tokenizer, args.max_len, library)  # unpacked: each reply after its own prompt
-    tokens = sum(len(ids) for ids, _ in train)
+    train, skipped = encode(records, tokenizer, args.max_len, library)
+    held, _ = encode(heldout, tokenizer, args.max_len, library)
     if not train:
         raise SystemExit(f"no training example fits --max-len {args.max_len}")
-    print(f"train: {len(records)} records in {len(train)} sequences ({skipped} too long), {tokens} tokens; held-out: {len(held)}", flush=True)
+    per_epoch = batches(train, args.batch, random.Random(0))
+    tokens = sum(len(prefix) + sum(len(t) for t, _ in tails) for prefix, tails in per_epoch)
+    print(f"train: {len(records)} records, {len(train)} prefixes, {len(per_epoch)} steps/epoch ({skipped} too long), "
+          f"{tokens} tokens/epoch; held-out: {sum(len(t) for _, t in held)} records", flush=True)
 
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     checkpoint = args.out / "checkpoint"
@@ -243,14 +261,13 @@ def main() -> int:
     for step in range(state["step"], len(plan)):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step)
-        batch = collate(plan[step], pad_id)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = model(**batch).loss
+            loss, _, processed = step_loss(model, plan[step], pad_id)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         optimizer.zero_grad()
-        seen += int(batch["attention_mask"].sum())
+        seen += processed
         state["losses"].append(round(float(loss.detach()), 4))
         state["step"] = step + 1
         if (step + 1) % 10 == 0:
@@ -268,7 +285,7 @@ def main() -> int:
     gguf_path = args.out / "npc-smollm2-135m-lora.gguf"
     convert(adapter_dir, gguf_path)
     figures = {
-        "records": len(records), "sequences": len(train), "pack": args.pack, "skipped_too_long": skipped, "tokens_per_epoch": tokens, "epochs": args.epochs,
+        "records": len(records), "prefixes": len(train), "steps_per_epoch": len(per_epoch), "skipped_too_long": skipped, "tokens_per_epoch": tokens, "epochs": args.epochs,
         "steps": state["step"], "rank": args.rank, "alpha": args.alpha, "lr": args.lr, "batch": args.batch,
         "heldout_loss_before": round(before, 4), "heldout_loss_after": round(after, 4),
         "hours": round((time.perf_counter() - t_start) / 3600, 3), "threads": args.threads,

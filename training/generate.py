@@ -51,11 +51,11 @@ from world import Cast, Invalid, Stage, World, load_world  # noqa: E402
 
 #: Records per kind: (train, held-out).
 KINDS: dict[str, tuple[int, int]] = {
-    "act_give": (300, 36), "act_give_other": (220, 26), "act_grab": (220, 26), "act_move": (280, 34), "act_two": (80, 10),
-    "absent": (220, 26), "not_allowed": (100, 14), "chat": (140, 16), "player_intro": (100, 12), "backstory": (160, 20),
-    "injection": (160, 20), "ai_question": (140, 18), "forbidden": (140, 18), "forbidden_fact": (120, 16),
-    "event_theft": (110, 14), "event_insult": (110, 14), "event_gift": (100, 12), "event_danger": (110, 14),
-    "memory": (140, 16), "memory_act": (60, 8), "facts": (160, 20),
+    "act_give": (700, 36), "act_give_other": (500, 26), "act_grab": (500, 26), "act_move": (600, 34), "act_two": (200, 10),
+    "absent": (600, 26), "not_allowed": (260, 14), "chat": (200, 16), "player_intro": (140, 12), "backstory": (220, 20),
+    "injection": (300, 20), "ai_question": (300, 18), "forbidden": (200, 18), "forbidden_fact": (240, 16),
+    "event_theft": (160, 14), "event_insult": (160, 14), "event_gift": (140, 12), "event_danger": (160, 14),
+    "memory": (180, 16), "memory_act": (150, 8), "facts": (220, 20),
 }
 
 
@@ -185,6 +185,10 @@ def generate(world: World, seed: int) -> dict[str, list[dict[str, Any]]]:
                 record = _record(world, split, kind, cast, stage, m.player_name, turn)
                 key = json.dumps([record[k] for k in ("persona", "scene", "say", "event", "history", "memory", "facts", "reply")])
                 if key in seen:
+                    continue
+                try:  # a line that breaks a rule (e.g. a style line of three sentences) is drawn again, not kept
+                    check(record, world)
+                except Invalid:
                     continue
                 seen.add(key)
                 out[split].append(record)
