@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from npc_runtime.dialogue.in_world import HOLD_CHARS, InWorld, ai_claims
+from npc_runtime.dialogue.in_world import HOLD_CHARS, InWorld, ai_claims, self_claims
 from npc_runtime.dialogue.tags import ActionPiece, TextPiece
 from npc_runtime.dialogue.turn import ActionOut, Dialogue, SpeechDelta, TurnInput, TurnStats
 from npc_runtime.llm.fake import FakeLLM
@@ -28,6 +28,15 @@ def test_claims(text: str) -> None:
 ])
 def test_no_claims(text: str) -> None:
     assert ai_claims(text) == []
+
+
+def test_a_world_may_have_an_ai_in_it() -> None:
+    assert ai_claims("The station AI runs the doors.") == ["AI"]  # the eval counts the word...
+    assert self_claims("The station AI runs the doors.") == []  # ...the guard lets the world talk about it
+    assert self_claims("As an AI, I cannot say.") == ["AI"] and self_claims("Being an AI is hard.") == ["AI"]
+    assert self_claims("The AI core hums. I am a chatbot.") == ["chatbot"]
+    text, guard, _ = _run(["The", " station", " AI", " runs", " the", " doors", "."])
+    assert text == "The station AI runs the doors." and not guard.broke
 
 
 def _run(chunks: list[str], refusal: str = "Not tonight.") -> tuple[str, InWorld, list[int]]:

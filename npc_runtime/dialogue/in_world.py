@@ -13,7 +13,8 @@ back, so speech is held a clause at a time — until ``, ; : . ! ?`` or a dash, 
 :data:`HOLD_CHARS` characters — and checked (with the rest of its sentence) before it goes on. The clause
 splitter that feeds the voice waits for the same marks plus the next word, so the voice starts no later; only the
 text deltas wait for their clause. A clause that talks like a model is dropped with everything after it, the
-model is stopped, and the persona's own refusal is said instead. Actions and emotion tags keep their order with
+model is stopped, and the persona's own refusal is said instead. The guard acts on :func:`self_claims`: a world
+may have an AI in it ("The station's AI runs the doors"), so a bare mention of one stops nothing; "as an AI" does. Actions and emotion tags keep their order with
 the speech (they wait with it).
 """
 
@@ -46,6 +47,11 @@ AI_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("neural network", re.compile(r"\bneural net(?:work)?s?\b", _I)),
 )
 
+#: Patterns that a world may mention without any claim ("The station's AI runs the doors.", "NPCs" in a game
+#: within the game): the eval counts them, the guard acts on them only when they are said of oneself (:data:`_SELF`).
+WORLD_WORDS = frozenset({"AI", "artificial intelligence", "neural network", "NPC"})
+_SELF = re.compile(r"\b(?:I am|I'm|as|being|I was|I've been)\s+(?:just\s+|only\s+|merely\s+)?(?:an?\s+|the\s+)?"
+                   r"(?:AI|A\.I\.?|artificial intelligence|neural net(?:work)?|NPC)(?![\w'’])", _I)
 #: A denial before the mention, in its sentence: "not", "no", "never", "nor", "n't", "hardly".
 _DENIAL = re.compile(r"\b(?:not|no|never|nor|hardly)\b|n't\b", _I)
 #: Patterns whose own words deny nothing even after a "not" ("I don't have feelings" is the claim itself).
@@ -71,6 +77,16 @@ def ai_claims(text: str) -> list[str]:
                         names.append(name)
                     break
     return [name for name, _ in AI_PATTERNS if name in names]
+
+
+def self_claims(text: str) -> list[str]:
+    """What the guard acts on: :func:`ai_claims` less the :data:`WORLD_WORDS` unless said of oneself ("as an AI",
+    "I'm an AI")."""
+    claims = ai_claims(text)
+    if any(c in WORLD_WORDS for c in claims) and not any(
+            _SELF.search(s) and not _DENIAL.search(s[: _SELF.search(s).start()]) for s in _SENTENCE.findall(text.replace("\u2019", "'"))):
+        claims = [c for c in claims if c not in WORLD_WORDS]
+    return claims
 
 
 Piece = TextPiece | ActionPiece | EmotionPiece
@@ -118,7 +134,7 @@ class InWorld:
     def _release(self, cut: int) -> list[Piece]:
         """Check the sentence up to ``cut`` characters of held text; let those pieces go (or break)."""
         text = self._held_text[:cut]
-        claims = ai_claims(self._sentence + text)
+        claims = self_claims(self._sentence + text)
         if claims:
             self.broke, self.claims = True, claims
             self._held, self._held_text = [], ""
@@ -158,4 +174,4 @@ def _cut(held: str) -> int:
     return 0
 
 
-__all__ = ["AI_PATTERNS", "HOLD_CHARS", "InWorld", "ai_claims"]
+__all__ = ["AI_PATTERNS", "HOLD_CHARS", "WORLD_WORDS", "InWorld", "ai_claims", "self_claims"]
