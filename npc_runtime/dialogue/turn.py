@@ -4,7 +4,8 @@
 It builds the turn's prompt with the character's profile (:func:`~npc_runtime.dialogue.prompt.choose_profile`)
 and its action grammar from the scene and the persona's verbs, validates the grammar with the backend, streams
 the LLM, and splits tags out of the speech as tokens arrive. Past the reply's token cap the reply ends at the
-next sentence end (:mod:`~npc_runtime.dialogue.ending`). Closing the generator early (interruption) stops the
+next sentence end (:mod:`~npc_runtime.dialogue.ending`); speech is let go a clause at a time, and a clause that
+talks like a model ends the reply with the persona's refusal (:mod:`~npc_runtime.dialogue.in_world`). Closing the generator early (interruption) stops the
 LLM at its next token.
 """
 
