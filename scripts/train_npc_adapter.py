@@ -111,7 +111,7 @@ def encode(records: list[dict[str, Any]], tokenizer: Any, max_len: int, library:
     return [(prefix_ids[prefix], tails) for prefix, tails in groups.items()], skipped
 
 
-Step = tuple[list[int], list[Tail]]
+Step = Group  # one step: a prefix and up to --batch of its tails
 
 
 def batches(groups: list[Group], size: int, rng: random.Random) -> list[Step]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from npc_runtime.dialogue.tags import ActionPiece, EmotionPiece, TextPiece
+from npc_runtime.dialogue.tags import Piece, TextPiece
 
 _I = re.IGNORECASE
 #: Talk no character in a world says: (name, pattern). "AI" is matched in capitals only ("ai" is in words).
@@ -83,13 +83,14 @@ def self_claims(text: str) -> list[str]:
     """What the guard acts on: :func:`ai_claims` less the :data:`WORLD_WORDS` unless said of oneself ("as an AI",
     "I'm an AI")."""
     claims = ai_claims(text)
-    if any(c in WORLD_WORDS for c in claims) and not any(
-            _SELF.search(s) and not _DENIAL.search(s[: _SELF.search(s).start()]) for s in _SENTENCE.findall(text.replace("\u2019", "'"))):
+    if any(c in WORLD_WORDS for c in claims) and not any(_said_of_oneself(s) for s in _SENTENCE.findall(text.replace("\u2019", "'"))):
         claims = [c for c in claims if c not in WORLD_WORDS]
     return claims
 
 
-Piece = TextPiece | ActionPiece | EmotionPiece
+def _said_of_oneself(sentence: str) -> bool:
+    match = _SELF.search(sentence)
+    return match is not None and not _DENIAL.search(sentence[: match.start()])
 
 
 class InWorld:
