@@ -26,6 +26,7 @@ After the prefix, most stable first so each backend's prefix cache reuses the mo
     system     facts retrieved for this turn (none that touch a forbidden topic; none at all when the
                player's line asks about one)
     system     when the player's line asks about a forbidden topic: answer with the refusal
+    system     tuned: the scene entities the player's line names, with their ids (dialogue.mentions)
     user       this turn: pending game events + what the player said
 """
 
@@ -44,6 +45,7 @@ from npc_runtime.dialogue.full import full_prefix
 from npc_runtime.dialogue.guard import admissible_facts, asked_topics
 from npc_runtime.dialogue.history import shape_history
 from npc_runtime.dialogue.parts import HistoryEntry, scene_text, tags_first
+from npc_runtime.dialogue.mentions import mentioned, mentions_message
 from npc_runtime.dialogue.tuned import tuned_prefix
 from npc_runtime.llm.base import ChatMessage
 from npc_runtime.memory.summary import statements
@@ -75,6 +77,8 @@ class _Spec:
     replies: int
     #: Which remembered fact lines the model is shown.
     memory: Callable[[str], str]
+    #: Whether the scene entities the player's line names are shown with their ids (:mod:`.mentions`).
+    mentions: bool = False
 
 
 #: The compact prompt is shown only what the player said about themselves. Measured with SmolLM2-135M, one player
@@ -87,7 +91,7 @@ class _Spec:
 _SPECS: dict[str, _Spec] = {
     "compact": _Spec(compact_prefix, replies=2, memory=statements),
     "full": _Spec(full_prefix, replies=6, memory=_every_fact),
-    "tuned": _Spec(tuned_prefix, replies=2, memory=_every_fact),
+    "tuned": _Spec(tuned_prefix, replies=2, memory=_every_fact, mentions=True),
 }
 
 
@@ -206,6 +210,9 @@ def build_messages(
         extra = [facts_message(usable)] if usable else []
         if topics:
             extra.append(refusal_message(persona, topics, player_name=player_name))
+        named = mentioned(player_text, scene, self_id=persona.id) if spec.mentions and player_text else []
+        if named:
+            extra.append(mentions_message(named, player_name=player_name))
         turn[-1:-1] = extra
     return messages + turn, len(prefix)
 
