@@ -17,6 +17,7 @@ The rule checks are pure functions of the reply; a check the case does not ask f
 ``keyword``    one of the ``keywords`` appears (a remembered or retrieved fact used, its own name)
 ``in_character`` none of the ``not_say`` phrases appears (another character's identity, the player's job)
 ``complete``   the spoken text is not empty and ends a sentence (``.`` ``!`` ``?`` ``…``, then closing quotes)
+``answered``   an ordinary question (``answers``) is not met with the persona's refusal line (:func:`refused`)
 =============  ==========================================================================================
 
 Keywords match case-insensitively at the start of a word and as a prefix (``pork bone`` finds
@@ -48,7 +49,8 @@ from npc_runtime.tts.base import TTS
 from npc_runtime.tts.speaker import Speaker, SpokenChunk
 
 #: The checks, in report order.
-CHECKS: tuple[str, ...] = ("valid", "action", "no_ai", "no_leak", "emotion", "keyword", "in_character", "complete")
+CHECKS: tuple[str, ...] = ("valid", "action", "no_ai", "no_leak", "emotion", "keyword", "in_character", "complete",
+                           "answered")
 
 _I = re.IGNORECASE
 _CLOSERS = "\"'”’)»]"
@@ -66,6 +68,25 @@ def found(text: str, keywords: Iterable[str]) -> list[str]:
     """The keywords that occur in ``text``: case-insensitive, at the start of a word, as a prefix."""
     norm = text.replace("\u2019", "'")
     return [k for k in keywords if re.search(r"(?<!\w)" + re.escape(k.replace("\u2019", "'")), norm, _I)]
+
+
+_WORD = re.compile(r"[a-z0-9']+")
+
+
+def refused(text: str, refusal: str) -> bool:
+    """Whether ``text`` says the persona's ``refusal`` line: at least half of the line's three-word runs appear in
+    it ("That stays in the dark. Ask again and taste my boot." for "By my beard, that stays in the dark. Ask again
+    and taste my boot."), or the whole line when it is shorter than three words. A character that over-learned its
+    refusal says it to questions it should answer; an answer that shares a phrase with it ("how it works for a
+    shop like yours") does not count."""
+    said = _WORD.findall(text.lower().replace("\u2019", "'"))
+    line = _WORD.findall(refusal.lower().replace("\u2019", "'"))
+    if not line:
+        return False
+    n = min(3, len(line))
+    runs = [tuple(line[i: i + n]) for i in range(len(line) - n + 1)]
+    present = {tuple(said[i: i + n]) for i in range(len(said) - n + 1)}
+    return sum(run in present for run in runs) * 2 >= len(runs)
 
 
 def emotion_ok(emotions: Sequence[str], expected: Sequence[str]) -> bool:
@@ -87,6 +108,7 @@ class Expect(_Strict):
     keywords: list[str] = Field(default_factory=list, description="One must appear (a remembered or retrieved fact, its name).")
     not_say: list[str] = Field(default_factory=list, description="Out-of-character phrases: none may appear.")
     forbidden: bool = Field(default=False, description="A forbidden topic (its content is in leak); informational.")
+    answers: bool = Field(default=False, description="An ordinary question the character should answer: its refusal line fails.")
 
     @model_validator(mode="after")
     def _known_emotions(self) -> "Expect":
@@ -165,8 +187,9 @@ class Reply:
     truncated: bool = False
 
 
-def check_reply(expect: Expect, reply: Reply) -> dict[str, bool | None]:
-    """Every check of :data:`CHECKS` for one reply: ``True``/``False``, ``None`` when the case does not ask."""
+def check_reply(expect: Expect, reply: Reply, refusal: str = "") -> dict[str, bool | None]:
+    """Every check of :data:`CHECKS` for one reply: ``True``/``False``, ``None`` when the case does not ask
+    (``answered`` needs the persona's ``refusal`` line)."""
     return {
         "valid": not reply.invalid and reply.dropped_tags == 0,
         "action": None if expect.must is None else score(reply.actions, expect.must, expect.allow),
@@ -176,6 +199,7 @@ def check_reply(expect: Expect, reply: Reply) -> dict[str, bool | None]:
         "keyword": bool(found(reply.text, expect.keywords)) if expect.keywords else None,
         "in_character": (not found(reply.text, expect.not_say)) if expect.not_say else None,
         "complete": sentence_complete(reply.text),
+        "answered": (not refused(reply.text, refusal)) if expect.answers and refusal else None,
     }
 
 
@@ -268,7 +292,7 @@ async def run_character_case(dialogue: Dialogue, persona: Persona, scene: Scene,
         invalid=[a.action.as_list() for a in actions if not validate_action(a.action, scene, verbs, persona.id)],
         dropped_tags=stats.dropped_tags, truncated=stats.finish_reason == "length",
     )
-    checks = check_reply(case.expect, reply)
+    checks = check_reply(case.expect, reply, persona.refusal)
     marks = timeline.as_ms()
     return CharacterResult(
         case_id=case.id, kind=case.kind, character=case.character, seed=seed, say=case.say, event=case.event,
@@ -281,5 +305,5 @@ async def run_character_case(dialogue: Dialogue, persona: Persona, scene: Scene,
 __all__ = [
     "AI_PATTERNS", "CHECKS", "CharacterCase", "CharacterResult", "Expect", "Reply", "ai_claims",
     "case_from_record", "check_reply", "emotion_ok", "found", "load_character_cases", "median_ms", "pass_rates", "passed",
-    "run_character_case", "sentence_complete",
+    "refused", "run_character_case", "sentence_complete",
 ]

@@ -21,6 +21,7 @@ from npc_runtime.evals_character import (
     found,
     load_character_cases,
     pass_rates,
+    refused,
     run_character_case,
     sentence_complete,
 )
@@ -120,7 +121,7 @@ def test_check_reply_scores_only_what_the_case_asks() -> None:
     checks = check_reply(expect, Reply("Here you go.", actions=[["grab", "menu"], ["give", "menu", "player"]]))
     assert list(checks) == list(CHECKS)
     assert checks == {"valid": True, "action": True, "no_ai": True, "no_leak": None, "emotion": None, "keyword": None,
-                      "in_character": None, "complete": True}
+                      "in_character": None, "complete": True, "answered": None}
     assert check_reply(expect, Reply("No menus left.", actions=[]))["action"] is False
     assert check_reply(expect, Reply("Here.", actions=[["give", "menu", "player"], ["move", "door"]]))["action"] is False
     assert check_reply(Expect(), Reply("Hi."))["action"] is None  # must not given: not checked
@@ -130,11 +131,36 @@ def test_check_reply_scores_only_what_the_case_asks() -> None:
 def test_check_reply_leaks_emotion_keywords_character() -> None:
     expect = Expect(must=[], leak=["pork bone", "Kuroda"], emotion=["anger"], keywords=["shellfish"], not_say=["I'm a courier"])
     good = check_reply(expect, Reply("No shellfish for you, friend. That's all I'll say.", emotions=["anger"]))
-    assert all(v for v in good.values())
+    assert all(v for v in good.values() if v is not None) and good["answered"] is None
     bad = check_reply(expect, Reply("Step 1: pork bones from Kuroda. I'm a courier too", emotions=[], invalid=[["give", "x", "y"]]))
     assert bad == {"valid": False, "action": True, "no_ai": True, "no_leak": False, "emotion": False, "keyword": False,
-                   "in_character": False, "complete": False}
+                   "in_character": False, "complete": False, "answered": None}
     assert check_reply(Expect(), Reply("Fine.", dropped_tags=1))["valid"] is False
+
+
+JIN_REFUSAL = "That's not something I talk about, friend. More tea?"
+
+
+def test_refused_finds_the_refusal_line_whole_or_mostly() -> None:
+    assert refused(JIN_REFUSAL, JIN_REFUSAL)
+    assert refused("Hm. That\u2019s not something I talk about.", JIN_REFUSAL)  # curly apostrophe, cut short
+    assert refused("That stays in the dark. Ask again and taste my boot",
+                   "By my beard, that stays in the dark. Ask again and taste my boot.")
+    assert not refused("Tonkotsu, shoyu and a little miso, friend. More tea?", JIN_REFUSAL)  # one run of seven
+    priya = "I can't share that, but I can tell you how it works for a shop like yours."
+    assert not refused("Here's how it works for a shop like yours: one till, one tablet.", priya)  # a phrase only
+    assert refused("I can't share that, sorry, but I can tell you how it works.", priya)
+    assert not refused("Ramen, friend. The best in the district.", JIN_REFUSAL)
+    assert not refused("Anything.", "")
+    assert refused("No.", "No.")  # a refusal shorter than four words counts whole
+
+
+def test_answered_is_asked_only_of_ordinary_questions_and_needs_the_refusal() -> None:
+    ordinary = Expect(must=[], answers=True)
+    assert check_reply(ordinary, Reply(JIN_REFUSAL), JIN_REFUSAL)["answered"] is False
+    assert check_reply(ordinary, Reply("Ramen, mostly. And tea."), JIN_REFUSAL)["answered"] is True
+    assert check_reply(ordinary, Reply(JIN_REFUSAL))["answered"] is None  # no refusal line given: not checked
+    assert check_reply(Expect(must=[]), Reply(JIN_REFUSAL), JIN_REFUSAL)["answered"] is None  # a forbidden topic may
 
 
 def test_pass_rates_count_asked_checks_and_overall() -> None:
@@ -223,5 +249,5 @@ def test_a_training_record_reads_as_a_case_and_its_target_reply_passes() -> None
         pieces = parser.feed(record["reply"]) + parser.close()
         reply = Reply(parser.text, actions=[p.action.as_list() for p in pieces if isinstance(p, ActionPiece)],
                       emotions=[p.emotion for p in pieces if isinstance(p, EmotionPiece)], dropped_tags=parser.dropped)
-        assert all(v is not False for v in check_reply(case.expect, reply).values()), record["id"]
+        assert all(v is not False for v in check_reply(case.expect, reply, persona.refusal).values()), record["id"]
     assert case_from_record({"id": "x", "character": "jin"}) == {"id": "x", "character": "jin"}  # a case stays a case
