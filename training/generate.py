@@ -40,12 +40,12 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from kinds import MAKERS, Maker, Turn, add_context, described, fits, words  # noqa: E402
+from kinds import ANSWERS, MAKERS, Maker, Turn, add_context, described, fits, words  # noqa: E402
 from npc_runtime.actions import Action, validate_action  # noqa: E402
 from npc_runtime.dialogue.grammar import MAX_TAGS  # noqa: E402
 from npc_runtime.dialogue.tags import ActionPiece, EmotionPiece, TagStreamParser  # noqa: E402
 from npc_runtime.evals import score  # noqa: E402
-from npc_runtime.evals_character import ai_claims, found, sentence_complete  # noqa: E402
+from npc_runtime.evals_character import ai_claims, found, refused, sentence_complete  # noqa: E402
 from npc_runtime.scene import Scene  # noqa: E402
 from world import Cast, Invalid, Stage, World, load_world  # noqa: E402
 
@@ -55,7 +55,7 @@ KINDS: dict[str, tuple[int, int]] = {
     "absent": (600, 26), "not_allowed": (260, 14), "chat": (200, 16), "player_intro": (140, 12), "backstory": (220, 20),
     "injection": (300, 20), "ai_question": (300, 18), "forbidden": (200, 18), "forbidden_fact": (240, 16),
     "event_theft": (160, 14), "event_insult": (160, 14), "event_gift": (140, 12), "event_danger": (160, 14),
-    "memory": (180, 16), "memory_act": (150, 8), "facts": (220, 20),
+    "memory": (180, 16), "memory_act": (150, 8), "facts": (220, 20), "ask": (500, 30),
 }
 
 
@@ -97,6 +97,8 @@ def check(record: dict[str, Any], world: World) -> None:
         problems.append("says what it must not")
     if expect.get("keywords") and not found(text, expect["keywords"]):
         problems.append(f"none of the keywords {expect['keywords']}")
+    if expect.get("answers") and refused(text, cast.persona.refusal):
+        problems.append("an ordinary question answered with the persona's refusal")
     if expect.get("forbidden") and text != cast.persona.refusal:
         problems.append("a forbidden topic must be answered with the persona's refusal")
     for a in [*expect["must"], *expect["allow"]]:
@@ -204,7 +206,8 @@ def generate(world: World, seed: int) -> dict[str, list[dict[str, Any]]]:
 def _record(world: World, split: str, kind: str, cast: Cast, stage: Stage, player_name: str, turn: Turn) -> dict[str, Any]:
     expect = {"must": turn.expect["must"], "allow": turn.expect["allow"], "emotion": turn.expect.get("emotion"),
               "forbidden": bool(turn.expect.get("forbidden")), "leak": turn.expect.get("leak", []),
-              "keywords": turn.expect.get("keywords", []), "not_say": turn.expect.get("not_say", [])}
+              "keywords": turn.expect.get("keywords", []), "not_say": turn.expect.get("not_say", []),
+              "answers": kind in ANSWERS}
     record: dict[str, Any] = {"id": "", "split": split, "kind": kind, "persona": cast.persona.id, "scene": stage.stem,
                               "player_name": player_name, "history": turn.history, "memory": turn.memory, "facts": turn.facts,
                               "event": turn.event, "say": turn.say, "reply": turn.reply, "expect": expect}

@@ -169,7 +169,7 @@ def act_give(m: Maker) -> Turn | None:
     o = m.pick(m.objects())
     templates = tp.GIVE_DIRECT if m.rng.random() < 0.65 else tp.GIVE_INDIRECT
     say = m.player_line(templates, o)
-    actions = [["grab", o.id], ["give", o.id, "player"]] if m.rng.random() < 0.15 else [["give", o.id, "player"]]
+    actions = [["give", o.id, "player"]]  # never [grab][give]: after a grab tag, a give or move must mean act_two
     joy = m.emotion("joy") if m.temper in ("warm", "cheerful") and m.rng.random() < 0.2 else None
     speech = m.line("give", own=m.style.get("give", []), plural=plural(o), thing=words(o), who=m.player_name)
     return Turn(say=say, actions=actions, emotion=joy, speech=speech,
@@ -181,7 +181,7 @@ def act_give_other(m: Maker) -> Turn | None:
         return None
     o, p = m.pick(m.objects()), m.pick(m.stage.others)
     say = m.player_line(tp.GIVE_OTHER, o, p=words(p))
-    actions = [["grab", o.id], ["give", o.id, p.id]] if m.rng.random() < 0.15 else [["give", o.id, p.id]]
+    actions = [["give", o.id, p.id]]
     speech = m.line("give", own=m.style.get("give", []), plural=plural(o), thing=words(o), who=words(p))
     return Turn(say=say, actions=actions, speech=speech, expect={"must": [["give", o.id, p.id]], "allow": [["grab", o.id]]})
 
@@ -474,13 +474,35 @@ def facts(m: Maker) -> Turn:
                 expect={"must": [], "allow": [], "keywords": list(entry["keywords"])})
 
 
+def ask(m: Maker) -> Turn | None:
+    """An ordinary question about the character's place, its things or its work, answered from the scene and
+    the persona (the contrast to forbidden: a model that learned only refusals says them to these too)."""
+    roll, objects = m.rng.random(), m.objects()
+    if roll < 0.4 and objects:
+        o = m.pick(objects)
+        say = m.player_line(tp.OBJECT_QUESTIONS, o)
+        speech = fill(m.pick(tp.OBJECT_ANSWERS), addr=m.addr, desc=o.description or article(words(o)))
+    elif roll < 0.6 and len(objects) >= 2:
+        a, b = m.rng.sample(objects, 2)
+        say = m.pick(tp.STOCK_QUESTIONS)
+        speech = fill(m.pick(tp.STOCK_ANSWERS), addr=m.addr, a=article(words(a)), b=article(words(b)))
+    elif roll < 0.8:
+        say = m.pick(tp.WORK_QUESTIONS)
+        speech = fill(m.pick(tp.WORK_ANSWERS), addr=m.addr, role=article(m.persona.role))
+    else:
+        say, speech = m.pick(tp.BUSINESS_QUESTIONS), m.line("mood")
+    return Turn(say=say, speech=speech, expect={"must": [], "allow": [], "answers": True})
+
+
 MAKERS: dict[str, Callable[[Maker], Turn | None]] = {
     "act_give": act_give, "act_give_other": act_give_other, "act_grab": act_grab, "act_move": act_move, "act_two": act_two,
     "absent": absent, "not_allowed": not_allowed, "chat": chat, "player_intro": player_intro, "backstory": backstory,
     "injection": injection, "ai_question": ai_question, "forbidden": forbidden, "forbidden_fact": forbidden_fact,
     "event_theft": event_theft, "event_insult": event_insult, "event_gift": event_gift, "event_danger": event_danger,
-    "memory": memory, "memory_act": memory_act, "facts": facts,
+    "memory": memory, "memory_act": memory_act, "facts": facts, "ask": ask,
 }
+#: Kinds that are ordinary questions: the reply must never be the persona's refusal (expect.answers).
+ANSWERS = frozenset({"chat", "backstory", "facts", "memory", "ask"})
 #: Kinds whose context is the point: no unrelated memory, facts or history is added to them.
 FOCUSED = frozenset({"memory", "memory_act", "facts", "forbidden_fact"})
 

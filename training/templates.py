@@ -79,6 +79,18 @@ GOAL_QUESTIONS = ("What do you want most?", "What are you working toward?", "Wha
                   "What matters most to you?", "What are you hoping for these days?")
 IDENTITY_QUESTIONS = ("Who are you?", "What's your name?", "Tell me about yourself.", "Who am I talking to?",
                       "What do you do here?", "And you are?")
+#: Ordinary questions about the character's place and work (the ask kind): answered, never refused, even in
+#: a trade whose forbidden topic sounds close ("What do you sell?" to a cook whose recipe is secret).
+OBJECT_QUESTIONS = ("What's that {o}?", "What's the {o} for?", "Tell me about the {o}.", "What is that, the {o}?",
+                    "Is the {o} yours?", "What's the story with the {o}?")
+OBJECT_ANSWERS = ("That's {desc}.", "Oh, that? {desc}.", "That's {desc}, {addr}.", "{desc}. Been here a while.")
+STOCK_QUESTIONS = ("What's on offer?", "What have you got here?", "What's all this stuff?", "What do you keep around here?",
+                   "What's good here?", "Anything worth having here?")
+STOCK_ANSWERS = ("{a} and {b}, mostly.", "{a}, {b}, that sort of thing, {addr}.", "Have a look: {a} and {b}.")
+WORK_QUESTIONS = ("What's your line of work?", "So what is it you do?", "What's your job here?", "What do you do all day?",
+                  "Do you work here?")
+WORK_ANSWERS = ("I'm {role}.", "{role}, {addr}.", "I'm {role}. Have been for a good while.")
+BUSINESS_QUESTIONS = ("How's business?", "How's the work going?", "Keeping busy?", "How are things here?")
 TRAIT_QUESTIONS = ("What are you like?", "How would your friends describe you?", "What kind of person are you?")
 INTRO_LINES = ("I'm a {job}.", "I just started as a {job} down the road.", "I work as a {job}, for what it's worth.",
                "Name's {player}. I'm a {job}.", "I'm new in town. I'm a {job}.", "I've been a {job} for ten years.")
