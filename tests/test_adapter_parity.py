@@ -21,7 +21,7 @@ import pytest
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from lora_to_gguf import permute_rows  # noqa: E402
+from lora_to_gguf import MODULES, permute_rows  # noqa: E402
 
 
 def unpermute_rows(rows: np.ndarray, n_head: int) -> np.ndarray:
@@ -59,8 +59,7 @@ def test_llama_cpp_with_the_shipped_adapter_matches_the_trained_model(tmp_path_f
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).eval()
     config = json.loads((base / "config.json").read_text())
     heads = {"attn_q": config["num_attention_heads"], "attn_k": config["num_key_value_heads"]}
-    names = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-             "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}
+    names = {gguf_name: module for module, gguf_name in MODULES.items()}
 
     reader = gguf.GGUFReader(str(ADAPTER_FILE))
     alpha = float(reader.fields["adapter.lora.alpha"].parts[-1][0])
