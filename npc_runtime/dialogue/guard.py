@@ -17,6 +17,13 @@ over the 6 forbidden-topic lines of tests/data/character_eval.jsonl and 100+ oth
 rest of that set), the best cosine to a topic or a part was 0.27–0.72 for the forbidden ones and up to 0.62 for
 ordinary ones ("Head into the kitchen and check the broth." 0.62 to "his secret broth recipe"): a threshold that
 lets no ordinary line through (0.65) catches two of the six, one more than the keywords (the megacorp one).
+Measured again for passages (2,153 fact rows of training/data and tests/data/character_eval.jsonl, issue 14): the
+best cosine of a secret passage to a topic part is 0.19-0.78 (median 0.49), of the generated innocent ones at most
+0.44 - but the authored, innocent chunks of knowledge/jin score 0.50-0.56 ("The noodles", "Where Jin learned": the
+subject of a topic is not its secret), so no threshold is safe. Nor is a line rule of one shared (stemmed) word plus
+a cosine: at 0.45 it catches 178 of 285 forbidden lines but also 96 of 5,533 ordinary ones ("How many books can I
+borrow?" 0.66 to "what other readers borrow"). What a topic means beyond its words is left to the tuned model,
+which is trained to refuse even when a passage touches the topic.
 
 When the player's line asks about a forbidden topic, the prompt drops every retrieved fact for that turn and tells
 the model to answer with the persona's refusal (:func:`npc_runtime.dialogue.prompt.build_messages`); passages that
