@@ -84,15 +84,44 @@ namespace NpcRuntime.Client
         /// <summary>Events waiting in the queue.</summary>
         public int PendingEvents { get { return _events.Count; } }
 
-        /// <summary>Open a connection (e.g. <c>ws://127.0.0.1:8765</c>) and start its receive and send loops.</summary>
-        public static async Task<NpcConnection> ConnectAsync(Uri url, CancellationToken cancel = default(CancellationToken))
+        /// <summary>How long <see cref="ConnectAsync(Uri, string, CancellationToken)"/> spends asking a refused
+        /// handshake's status again (see <see cref="NpcConnectException"/>).</summary>
+        public static readonly TimeSpan RefusalProbeTimeout = TimeSpan.FromSeconds(5);
+
+        /// <summary>Open a connection (e.g. <c>ws://127.0.0.1:8765</c>) to a server without auth, and start its
+        /// receive and send loops.</summary>
+        public static Task<NpcConnection> ConnectAsync(Uri url, CancellationToken cancel = default(CancellationToken))
+        {
+            return ConnectAsync(url, null, cancel);
+        }
+
+        /// <summary>
+        /// Open a connection and start its receive and send loops. <paramref name="accessToken"/>: a player token from
+        /// the game's backend (or an API key) for a server with auth on, sent as <c>Authorization: Bearer</c> in the
+        /// WebSocket handshake; null for a server without auth. The server then takes the player id from the token.
+        /// <para>Throws <see cref="NpcConnectException"/> when the server refuses the handshake (HTTP 401: no valid
+        /// token; 403; 429), with its status and reason; other failures (server down, TLS) throw what
+        /// <c>ClientWebSocket</c> threw.</para>
+        /// </summary>
+        public static async Task<NpcConnection> ConnectAsync(Uri url, string accessToken, CancellationToken cancel = default(CancellationToken))
         {
             if (url == null) throw new ArgumentNullException("url");
+            if (accessToken != null) CheckAccessToken(accessToken);
             var ws = new ClientWebSocket();
             ws.Options.KeepAliveInterval = TimeSpan.FromSeconds(20);
+            if (accessToken != null) ws.Options.SetRequestHeader("Authorization", "Bearer " + accessToken);
             try
             {
                 await ws.ConnectAsync(url, cancel).ConfigureAwait(false);
+            }
+            catch (WebSocketException e)
+            {
+                ws.Dispose();
+                if (cancel.IsCancellationRequested) throw;
+                // Mono's ClientWebSocket (Unity's) says only "Unable to connect to the remote server": ask the status
+                var refused = await NpcConnectException.ProbeAsync(url, accessToken, RefusalProbeTimeout, e).ConfigureAwait(false);
+                if (refused != null) throw refused;
+                throw;
             }
             catch
             {
@@ -103,6 +132,14 @@ namespace NpcRuntime.Client
             conn._receiveTask = Task.Run(conn.ReceiveLoop);
             conn._sendTask = Task.Run(conn.SendLoop);
             return conn;
+        }
+
+        /// <summary>A token goes in an HTTP header: printable ASCII without spaces (a JWT or an API key always is).</summary>
+        private static void CheckAccessToken(string token)
+        {
+            if (token.Length == 0) throw new ArgumentException("empty access token (pass null for a server without auth)", "accessToken");
+            foreach (char c in token)
+                if (c <= ' ' || c > '~') throw new ArgumentException("an access token is printable ASCII without spaces", "accessToken");
         }
 
         /// <summary>A fresh message id (<c>c1</c>, <c>c2</c>...).</summary>

@@ -72,6 +72,11 @@ namespace NpcRuntime.Unity
         private Task _connecting;
 
         public NpcConnection Connection { get; private set; }
+        /// <summary>For a server with auth on: the player token your game's backend signed for this player (or an API
+        /// key), sent as <c>Authorization: Bearer</c> in the WebSocket handshake. Set it before <see cref="Connect"/>;
+        /// it is never serialized into the scene. The server then takes the player id from the token (<see cref="playerId"/>
+        /// is ignored). A refused handshake fires <see cref="onError"/> with <c>unauthorized</c> (HTTP 401).</summary>
+        public string AccessToken { get; set; }
         /// <summary>The session (null until <c>session.ready</c>).</summary>
         public SessionReady Session { get; private set; }
         public bool IsReady { get { return Session != null && Connection != null && Connection.IsOpen; } }
@@ -93,7 +98,7 @@ namespace NpcRuntime.Unity
             try
             {
                 // resumes on the main thread (Unity's SynchronizationContext)
-                var connection = await NpcConnection.ConnectAsync(new Uri(serverUrl));
+                var connection = await NpcConnection.ConnectAsync(new Uri(serverUrl), string.IsNullOrEmpty(AccessToken) ? null : AccessToken);
                 if (this == null) { connection.Dispose(); return; } // destroyed meanwhile
                 Connection = connection;
                 var start = new SessionStart
@@ -103,6 +108,12 @@ namespace NpcRuntime.Unity
                     Options = new SessionOptions { TextOnly = textOnly, Seed = seed >= 0 ? (int?)seed : null },
                 };
                 Connection.Send(start);
+            }
+            catch (NpcConnectException e)
+            {
+                // refused handshake: 401 unauthorized (no valid token), 403, 429 too_many_connections
+                Debug.LogError("NpcCharacter: " + serverUrl + ": " + e.Message, this);
+                onError.Invoke(e.Code ?? (e.IsUnauthorized ? "unauthorized" : "connect_refused"), e.Message);
             }
             catch (Exception e)
             {

@@ -41,7 +41,13 @@ namespace NpcRuntime.ConsoleTest
             _scene = Scene.FromJson(File.ReadAllText(_opts["scene"]));
             _scene.Validate();
             var steps = new HashSet<string>(_opts["steps"].Split(','));
-            _conn = await NpcConnection.ConnectAsync(new Uri(_opts["url"]));
+            string token = _opts.ContainsKey("token") ? _opts["token"] : null;  // a player token, for a server with auth on
+            if (steps.Contains("refused"))
+            {
+                await Refused(token);
+                return;
+            }
+            _conn = await NpcConnection.ConnectAsync(new Uri(_opts["url"]), token);
             try
             {
                 await StartSession();
@@ -54,6 +60,42 @@ namespace NpcRuntime.ConsoleTest
             {
                 await Close();
             }
+        }
+
+        /// <summary>The handshake must be refused (a server with auth on, no token or a bad one): NpcConnectException
+        /// with the HTTP status and the server's reason, quickly (no hang).</summary>
+        private async Task Refused(string token)
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            NpcConnection conn = null;
+            Exception error = null;
+            try
+            {
+                conn = await NpcConnection.ConnectAsync(new Uri(_opts["url"]), token);
+            }
+            catch (Exception e)
+            {
+                error = e;
+            }
+            long ms = clock.ElapsedMilliseconds;
+            if (conn != null)
+            {
+                await conn.CloseAsync();
+                conn.Dispose();
+            }
+            var refused = error as NpcConnectException;
+            _c.That(refused != null, "handshake refused with NpcConnectException (got " +
+                                     (error == null ? "a connection" : error.GetType().Name + ": " + error.Message) + ")");
+            Log("refused in " + ms + " ms: " + (error != null ? error.Message : "(connected)"));
+            _report["refused"] = new JsonObject
+            {
+                { "exception", error != null ? error.GetType().Name : null }, { "message", error != null ? error.Message : null },
+                { "status", refused != null ? (object)refused.StatusCode : null }, { "code", refused != null ? refused.Code : null },
+                { "server_message", refused != null ? refused.ServerMessage : null },
+                { "unauthorized", refused != null && refused.IsUnauthorized }, { "retryable", refused != null && refused.Retryable },
+                { "inner", error != null && error.InnerException != null ? error.InnerException.GetType().Name + ": " + error.InnerException.Message : null },
+                { "ms", ms },
+            };
         }
 
         /// <summary>Events up to the first that <paramref name="last"/> accepts (included). Protocol violations and

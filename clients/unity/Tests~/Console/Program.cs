@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // The Unity client's engine-independent assemblies, checked outside Unity (CI: mcs + mono):
 //   mono NpcConsoleTest.exe --visemes clients/visemes [--url ws://127.0.0.1:8765 --scene ramen_shop.json --wav request.wav]
+//                           [--token PLAYER_TOKEN] (a server with auth on) [--steps refused] (the handshake must be refused)
 // Runs the pure unit checks, then (with --url) a live conversation against `npc serve`. Progress goes to stderr; one
 // JSON summary line to stdout. Exit code 0 only if every check passed.
 // A model's words and actions vary (model, CPU, kernels): the live run checks that every action is valid for the scene,
@@ -32,7 +33,7 @@ namespace NpcRuntime.ConsoleTest
             {
                 Console.Error.WriteLine(e.Message);
                 Console.Error.WriteLine("usage: NpcConsoleTest.exe --visemes DIR [--url WS_URL --scene SCENE.json --wav REQUEST.wav] " +
-                                        "[--player ID] [--prompt TEXT] [--seed N] [--steps text,errors,voice,cancel] " +
+                                        "[--player ID] [--prompt TEXT] [--seed N] [--steps text,errors,voice,cancel | refused] [--token PLAYER_TOKEN] " +
                                         "[--expect-actions 'verb object target,...' (the text turn's actions, exactly)]");
                 return 2;
             }

@@ -23,6 +23,7 @@ namespace NpcRuntime.ConsoleTest
             Smoothing(c);
             Timeline(c);
             Player(c);
+            HandshakeRefusals(c);
         }
 
         private static void JsonReading(Checks c)
@@ -334,6 +335,31 @@ namespace NpcRuntime.ConsoleTest
         }
 
         /// <summary>Plays through a simulated audio device: Read() blocks of <paramref name="block"/> samples, Update() after each.</summary>
+        /// <summary>A refused handshake's HTTP response → NpcConnectException (status, the server's error event).</summary>
+        private static void HandshakeRefusals(Checks c)
+        {
+            var e = NpcConnectException.FromHttpResponse(
+                "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: 80\r\n\r\n" +
+                "{\"type\":\"error\",\"code\":\"unauthorized\",\"message\":\"the player token has expired\",\"fatal\":true}\n");
+            c.That(e != null && e.StatusCode == 401 && e.IsUnauthorized && !e.Retryable, "401 refusal parsed");
+            c.Equal("unauthorized", e != null ? e.Code : null, "401 refusal: the server's code");
+            c.Equal("the player token has expired", e != null ? e.ServerMessage : null, "401 refusal: the server's message");
+            c.That(e != null && e.Message.Contains("HTTP 401 unauthorized") && e.Message.Contains("expired"), "401 refusal message: " + (e != null ? e.Message : ""));
+            e = NpcConnectException.FromHttpResponse("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 5\r\n\r\n" +
+                "{\"type\":\"error\",\"code\":\"too_many_connections\",\"message\":\"at most 8\",\"retryable\":true,\"fatal\":true}");
+            c.That(e != null && e.StatusCode == 429 && e.Retryable && e.RetryAfterSeconds == 5 && e.Code == "too_many_connections", "429 refusal parsed");
+            e = NpcConnectException.FromHttpResponse("HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\n\r\nnot json!");
+            c.That(e != null && e.StatusCode == 403 && e.Code == null && e.ServerMessage == "Forbidden" && e.Message.Contains("HTTP 403 forbidden"),
+                   "403 refusal without an error event: the status line's reason");
+            c.That(NpcConnectException.FromHttpResponse("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n") == null, "101 is no refusal");
+            c.That(NpcConnectException.FromHttpResponse("SSH-2.0-OpenSSH_9.2\r\n\r\n") == null, "not HTTP: no refusal");
+            c.That(NpcConnectException.FromHttpResponse("HTTP/1.1 abc\r\n\r\n") == null, "no status code: no refusal");
+            var url = new Uri("ws://127.0.0.1:9/");
+            c.Throws<ArgumentException>(() => NpcConnection.ConnectAsync(url, "").GetAwaiter().GetResult(), "empty", "empty token refused");
+            c.Throws<ArgumentException>(() => NpcConnection.ConnectAsync(url, "abc\r\nX-Evil: 1").GetAwaiter().GetResult(), "printable", "token with CR LF refused");
+            c.Throws<ArgumentException>(() => NpcConnection.ConnectAsync(url, "two words").GetAwaiter().GetResult(), "printable", "token with a space refused");
+        }
+
         public static List<TimelineCue> Drive(ReplyPlayer player, int block, int maxBlocks, List<PlaybackMark> marks, List<double> clocks)
         {
             var released = new List<TimelineCue>();
