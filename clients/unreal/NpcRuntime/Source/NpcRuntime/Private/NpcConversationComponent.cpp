@@ -6,6 +6,7 @@
 #include "Containers/Queue.h"
 #include "IWebSocket.h"
 #include "NpcConversation.h"
+#include "NpcHandshake.h"
 #include "NpcPcm.h"
 #include "NpcReplyWave.h"
 #include "NpcRuntimeLog.h"
@@ -54,6 +55,7 @@ struct UNpcConversationComponent::FInbox
 		bool bClosed = false;
 		FString Text;
 		TArray<uint8> Bytes;
+		bool bConnectionError = false;  // the connection failed or the handshake was refused (Text: the backend's words)
 	};
 	TQueue<FFrame, EQueueMode::Mpsc> Frames;
 	TArray<uint8> Partial;  // binary fragments (only touched by the socket's callback thread)
@@ -99,7 +101,19 @@ void UNpcConversationComponent::Connect()
 	Segments.Reset();
 	bReady = false;
 
-	Socket = FWebSocketsModule::Get().CreateWebSocket(ServerUrl);
+	TMap<FString, FString> UpgradeHeaders;
+	if (!AccessToken.IsEmpty())
+	{
+		const std::string Token = ToUtf8(AccessToken);
+		if (!npc::IsValidAccessToken(Token))
+		{
+			UE_LOG(LogNpcRuntime, Error, TEXT("npc_runtime: AccessToken is not printable ASCII without spaces; not connecting"));
+			OnServerError.Broadcast(TEXT("invalid_token"), TEXT("AccessToken is not printable ASCII without spaces"), false, true);
+			return;
+		}
+		UpgradeHeaders.Add(TEXT("Authorization"), FromUtf8(npc::BearerAuthorization(Token)));
+	}
+	Socket = FWebSocketsModule::Get().CreateWebSocket(ServerUrl, FString(), UpgradeHeaders);
 	TWeakPtr<FInbox, ESPMode::ThreadSafe> WeakInbox = Inbox;
 	Socket->OnMessage().AddLambda([WeakInbox](const FString& Text) {
 		if (auto In = WeakInbox.Pin()) { In->Frames.Enqueue(FInbox::FFrame{false, false, Text, {}}); }
@@ -115,7 +129,7 @@ void UNpcConversationComponent::Connect()
 		}
 	});
 	Socket->OnConnectionError().AddLambda([WeakInbox](const FString& Error) {
-		if (auto In = WeakInbox.Pin()) { In->Frames.Enqueue(FInbox::FFrame{false, true, Error, {}}); }
+		if (auto In = WeakInbox.Pin()) { In->Frames.Enqueue(FInbox::FFrame{false, true, Error, {}, true}); }
 	});
 	Socket->OnClosed().AddLambda([WeakInbox](int32 Code, const FString& Reason, bool) {
 		if (auto In = WeakInbox.Pin()) { In->Frames.Enqueue(FInbox::FFrame{false, true, FString::Printf(TEXT("%d %s"), Code, *Reason), {}}); }
@@ -251,6 +265,20 @@ void UNpcConversationComponent::TickComponent(float DeltaTime, ELevelTick TickTy
 			if (Frame.bClosed)
 			{
 				bReady = false;
+				if (Frame.bConnectionError)
+				{
+					// A refused handshake (401 without a valid token): UE's WebSockets backends report it as a
+					// connection error; libwebsockets says "HS: ws upgrade unauthorized" for 401.
+					if (const std::optional<npc::HandshakeRefusal> Refusal = npc::RefusalFromConnectionError(ToUtf8(Frame.Text)))
+					{
+						UE_LOG(LogNpcRuntime, Error, TEXT("npc_runtime: %s"), *FromUtf8(Refusal->Describe()));
+						OnServerError.Broadcast(FromUtf8(Refusal->ErrorCode()), FromUtf8(Refusal->Describe()), Refusal->retryable, true);
+					}
+					else
+					{
+						UE_LOG(LogNpcRuntime, Warning, TEXT("npc_runtime: cannot connect to %s: %s"), *ServerUrl, *Frame.Text);
+					}
+				}
 				OnClosed.Broadcast(Frame.Text);
 			}
 			else if (Frame.bBinary)

@@ -70,6 +70,12 @@ public:
 	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "NPC|Connection") FString Character = TEXT("jin");
 	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "NPC|Connection") FString PlayerId = TEXT("player");
 	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "NPC|Connection") FString PlayerName;
+	/** For a server with auth on (docs/security.md): the player token your game's backend signed for this player
+	 *  (or an API key), sent as "Authorization: Bearer <token>" in the WebSocket handshake. Set it before Connect()
+	 *  (turn bAutoConnect off, or set it in the owner's constructor). Transient: never saved with the level. The
+	 *  server takes the player id from the token (PlayerId is ignored). A refused handshake fires OnServerError
+	 *  with code "unauthorized" (HTTP 401) and bFatal, then OnClosed. */
+	UPROPERTY(BlueprintReadWrite, Transient, Category = "NPC|Connection") FString AccessToken;
 	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "NPC|Connection") FNpcScene Scene;
 	/** Text and actions only: no audio, no visemes. */
 	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "NPC|Connection") bool bTextOnly = false;
@@ -97,6 +103,9 @@ public:
 	UPROPERTY(BlueprintAssignable, Category = "NPC|Events") FNpcTranscriptEvent OnTranscript;
 	/** Barge-in: the player talked over the reply; its audio stopped. */
 	UPROPERTY(BlueprintAssignable, Category = "NPC|Events") FNpcInterruptedEvent OnInterrupted;
+	/** An error event from the server, or a refused connection (code "unauthorized": HTTP 401, the token is missing,
+	 *  malformed, expired or badly signed; "forbidden"; "too_many_connections", bRetryable; "connect_refused": another
+	 *  status, unknown to UE's WebSockets backend). */
 	UPROPERTY(BlueprintAssignable, Category = "NPC|Events") FNpcErrorEvent OnServerError;
 	UPROPERTY(BlueprintAssignable, Category = "NPC|Events") FNpcClosedEvent OnClosed;
 

@@ -7,11 +7,14 @@
 //   npc_core_tests unit <ovr_to_arkit.json>            unit tests; prints {"passed": N, "failed": 0, ...}
 //   npc_core_tests replay <session.jsonl>              feeds a recorded session through Conversation
 //   npc_core_tests live <ws_url> <scene.json> <text> <player_id> [<seed>]   a text turn against npc serve
+//   npc_core_tests connect <ws_url>                    the handshake only; prints {"connected": ..., "status": ...}
+// live and connect take --token=<player token> anywhere after the mode: sent as Authorization: Bearer (auth on)
 //
 // replay and live print one JSON summary line of what the core parsed, for the pytest test to assert on
 // (which words and actions to expect depends on the server's model: the program itself expects none).
 #include "MiniWebSocket.h"
 #include "NpcConversation.h"
+#include "NpcHandshake.h"
 #include "NpcJson.h"
 #include "NpcPcm.h"
 #include "NpcProtocol.h"
@@ -19,6 +22,7 @@
 #include "NpcVisemes.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <functional>
 #include <cstdio>
@@ -383,6 +387,55 @@ bool TestArkitTableMatchesFile(const std::string& path, std::string& detail) {
   return true;
 }
 
+void TestHandshake() {
+  EXPECT(IsValidAccessToken("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.sig-_"));
+  EXPECT(!IsValidAccessToken(""));
+  EXPECT(!IsValidAccessToken("two words"));
+  EXPECT(!IsValidAccessToken("abc\r\nX-Evil: 1"));
+  EXPECT(!IsValidAccessToken("caf\xc3\xa9"));
+  EXPECT(!IsValidAccessToken(std::string(8193, 'a')));
+  EXPECT(BearerAuthorization("t0k") == "Bearer t0k");
+
+  auto r = ParseHandshakeResponse(
+      "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: 99\r\n\r\n"
+      R"({"response_id":null,"type":"error","code":"unauthorized","message":"the player token has expired","ref":null,"retryable":false,"fatal":true})"
+      "\n");
+  EXPECT(r && r->status == 401 && r->Unauthorized() && !r->retryable && r->retry_after_s == -1);
+  EXPECT(r && r->code == "unauthorized" && r->message == "the player token has expired" && r->ErrorCode() == "unauthorized");
+  EXPECT(r && r->Describe().find("HTTP 401 unauthorized: the player token has expired") != std::string::npos);
+  r = ParseHandshakeResponse("HTTP/1.1 429 Too Many Requests\r\nretry-after:  5\r\n\r\n"
+                             R"({"type":"error","code":"too_many_connections","message":"at most 8","retryable":true})");
+  EXPECT(r && r->status == 429 && r->retryable && r->retry_after_s == 5 && r->code == "too_many_connections");
+  r = ParseHandshakeResponse("HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\n\r\nnot json!");
+  EXPECT(r && r->status == 403 && r->code.empty() && r->message == "Forbidden" && r->ErrorCode() == "forbidden");
+  EXPECT(r && r->Describe() == "npc serve refused the connection: HTTP 403 forbidden: Forbidden");
+  r = ParseHandshakeResponse("HTTP/1.1 500\r\n\r\n");
+  EXPECT(r && r->status == 500 && r->message.empty() && r->ErrorCode() == "connect_refused");
+  EXPECT(!ParseHandshakeResponse("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"));
+  EXPECT(!ParseHandshakeResponse("SSH-2.0-OpenSSH_9.2\r\n"));
+  EXPECT(!ParseHandshakeResponse("HTTP/1.1 abc\r\n\r\n"));
+  EXPECT(!ParseHandshakeResponse("HTTP/1.1 4010 Nope\r\n\r\n"));
+  EXPECT(!ParseHandshakeResponse(""));
+
+  // connection-error texts of WebSocket libraries that hide the response (UE's libwebsockets)
+  auto e = RefusalFromConnectionError("HS: ws upgrade unauthorized");
+  EXPECT(e && e->status == 401 && e->ErrorCode() == "unauthorized" && e->message == "HS: ws upgrade unauthorized");
+  e = RefusalFromConnectionError("HS: ws upgrade response not 101");
+  EXPECT(e && e->status == 0 && e->ErrorCode() == "connect_refused");
+  EXPECT(e && e->Describe().find("HTTP status unknown") != std::string::npos);
+  e = RefusalFromConnectionError("The server returned status code '403' when status code '101' was expected.");
+  EXPECT(e && e->status == 403);
+  e = RefusalFromConnectionError("Connection failed (HTTP 429)");
+  EXPECT(e && e->status == 429 && e->retryable);
+  e = RefusalFromConnectionError("Unauthorized");
+  EXPECT(e && e->status == 401);
+  EXPECT(!RefusalFromConnectionError("connect failed"));
+  EXPECT(!RefusalFromConnectionError("cannot connect to 127.0.0.1:401"));
+  EXPECT(!RefusalFromConnectionError("cannot connect to 10.0.0.403"));
+  EXPECT(!RefusalFromConnectionError("error 4010"));
+  EXPECT(!RefusalFromConnectionError(""));
+}
+
 int RunUnit(const std::string& arkit_path) {
   TestJsonParse();
   TestJsonWrite();
@@ -393,6 +446,7 @@ int RunUnit(const std::string& arkit_path) {
   TestConversation();
   TestVisemes();
   TestPcm();
+  TestHandshake();
   std::string detail;
   const bool table_ok = TestArkitTableMatchesFile(arkit_path, detail);
   EXPECT(table_ok);
@@ -654,8 +708,26 @@ Scene SceneFromFile(const std::string& path, std::string& error) {
   return scene;
 }
 
+/// The handshake only (a server with auth on: a refusal must come back as an error with its status).
+int RunConnect(const std::string& url, const std::string& token) {
+  test::MiniWebSocket ws;
+  std::string error;
+  const auto started = std::chrono::steady_clock::now();
+  const bool connected = ws.Connect(url, error, token);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
+  json::Value out;
+  out.set("connected", connected).set("error", error).set("ms", static_cast<double>(ms));
+  if (const auto& r = ws.Refusal()) {
+    out.set("status", r->status).set("code", r->code).set("error_code", r->ErrorCode()).set("message", r->message);
+    out.set("retryable", r->retryable).set("unauthorized", r->Unauthorized());
+  }
+  ws.Close();
+  std::cout << json::Dump(out) << std::endl;
+  return 0;
+}
+
 int RunLive(const std::string& url, const std::string& scene_path, const std::string& prompt, const std::string& player_id,
-            const std::string& seed) {
+            const std::string& seed, const std::string& token) {
   std::string error;
   SessionStartParams params;
   params.character = "jin";
@@ -667,7 +739,7 @@ int RunLive(const std::string& url, const std::string& scene_path, const std::st
     return 2;
   }
   test::MiniWebSocket ws;
-  if (!ws.Connect(url, error)) {
+  if (!ws.Connect(url, error, token)) {
     std::cerr << "connect: " << error << "\n";
     return 2;
   }
@@ -716,11 +788,21 @@ int RunLive(const std::string& url, const std::string& scene_path, const std::st
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::string mode = argc > 1 ? argv[1] : "";
-  if (mode == "unit" && argc == 3) return RunUnit(argv[2]);
-  if (mode == "replay" && argc == 3) return RunReplay(argv[2]);
-  if (mode == "live" && (argc == 6 || argc == 7)) return RunLive(argv[2], argv[3], argv[4], argv[5], argc == 7 ? argv[6] : "");
-  std::cerr << "usage: npc_core_tests unit ARKIT_JSON | replay SESSION.jsonl | live WS_URL SCENE.json TEXT PLAYER_ID [SEED]\n";
+  std::vector<std::string> args;
+  std::string token;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.rfind("--token=", 0) == 0) token = arg.substr(8);
+    else args.push_back(arg);
+  }
+  const std::string mode = args.empty() ? "" : args[0];
+  const std::size_t n = args.size();
+  if (mode == "unit" && n == 2) return RunUnit(args[1]);
+  if (mode == "replay" && n == 2) return RunReplay(args[1]);
+  if (mode == "live" && (n == 5 || n == 6)) return RunLive(args[1], args[2], args[3], args[4], n == 6 ? args[5] : "", token);
+  if (mode == "connect" && n == 2) return RunConnect(args[1], token);
+  std::cerr << "usage: npc_core_tests unit ARKIT_JSON | replay SESSION.jsonl | live WS_URL SCENE.json TEXT PLAYER_ID [SEED]"
+               " | connect WS_URL   (live, connect: [--token=PLAYER_TOKEN])\n";
   return 2;
 }
 

@@ -12,7 +12,9 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <random>
 
 namespace npc::test {
@@ -80,7 +82,12 @@ void MiniWebSocket::Close() {
   }
 }
 
-bool MiniWebSocket::Connect(const std::string& url, std::string& error) {
+bool MiniWebSocket::Connect(const std::string& url, std::string& error, const std::string& access_token) {
+  refusal_.reset();
+  if (!access_token.empty() && !IsValidAccessToken(access_token)) {
+    error = "the access token is not printable ASCII without spaces";
+    return false;
+  }
   const std::string scheme = "ws://";
   if (url.compare(0, scheme.size(), scheme) != 0) {
     error = "only ws:// URLs are supported";
@@ -121,7 +128,9 @@ bool MiniWebSocket::Connect(const std::string& url, std::string& error) {
   const std::string key = Base64(nonce, sizeof(nonce));
   const std::string request = "GET " + path + " HTTP/1.1\r\nHost: " + hostport +
                               "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
-                              "\r\nSec-WebSocket-Version: 13\r\n\r\n";
+                              "\r\nSec-WebSocket-Version: 13\r\n" +
+                              (access_token.empty() ? std::string() : "Authorization: " + BearerAuthorization(access_token) + "\r\n") +
+                              "\r\n";
   if (::send(fd_, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
     error = "cannot send the handshake";
     return false;
@@ -145,7 +154,18 @@ bool MiniWebSocket::Connect(const std::string& url, std::string& error) {
   buffered_ = response.substr(end);
   response.resize(end);
   if (response.compare(0, 12, "HTTP/1.1 101") != 0) {
-    error = "server refused the upgrade: " + response.substr(0, response.find("\r\n"));
+    // a refusal: its body (Content-Length bytes, at most 64 KiB) is the server's error event
+    std::string lower_head = response;
+    for (char& c : lower_head) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::size_t want = 0;
+    const std::size_t cl = lower_head.find("\r\ncontent-length:");
+    if (cl != std::string::npos) want = std::min<std::size_t>(std::strtoul(response.c_str() + cl + 17, nullptr, 10), 64 * 1024);
+    std::string body(want, '\0');
+    if (want && !ReadExact(body.data(), want, 5000)) body.clear();  // the status alone says enough
+    refusal_ = ParseHandshakeResponse(response + body);
+    error = refusal_ ? refusal_->Describe() : "server refused the upgrade: " + response.substr(0, response.find("\r\n"));
+    ::close(fd_);
+    fd_ = -1;
     return false;
   }
   const std::vector<std::uint8_t> digest = Sha1(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11");

@@ -3,11 +3,16 @@
 // ws://, no TLS, no extensions). The Unreal module uses UE's WebSockets module instead.
 #pragma once
 
+#include "NpcHandshake.h"
+
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace npc::test {
+
+using npc::HandshakeRefusal;
 
 class MiniWebSocket {
  public:
@@ -22,7 +27,11 @@ class MiniWebSocket {
   MiniWebSocket& operator=(const MiniWebSocket&) = delete;
 
   /// Connects to ws://host:port/path and does the opening handshake (checks Sec-WebSocket-Accept).
-  bool Connect(const std::string& url, std::string& error);
+  /// `access_token`: sent as "Authorization: Bearer <token>" (a server with auth on); "" sends none.
+  /// A refused handshake (401, 403, 429...) fails with npc::HandshakeRefusal::Describe() in `error`
+  /// and the parsed refusal in Refusal().
+  bool Connect(const std::string& url, std::string& error, const std::string& access_token = "");
+  const std::optional<HandshakeRefusal>& Refusal() const { return refusal_; }
   bool SendText(const std::string& text);
   bool SendBinary(const void* data, std::size_t size);
   /// The next whole message (fragments joined; pings answered); waits up to timeout_ms.
@@ -34,6 +43,7 @@ class MiniWebSocket {
   bool ReadExact(void* out, std::size_t size, int timeout_ms);
   int fd_ = -1;
   std::string buffered_;  // bytes read past the handshake
+  std::optional<HandshakeRefusal> refusal_;
 };
 
 /// SHA-1 (for the handshake) and Base64, exposed for the unit tests.
