@@ -5,6 +5,8 @@ web), each started once per run:
   actions depend on the model, the CPU and its kernels: tests on it assert only what every model answer satisfies.
 * ``scripted_server``: the same server and speech engines, but the test-only scripted LLM (``NPC_LLM=scripted``)
   answering from tests/data/scripted_llm.json, so a client test knows which words and actions it will receive.
+* ``scripted_auth_server``: the scripted server with auth on (``--auth-secret-file``: 48 random bytes in a temp file):
+  a handshake without a valid player token gets HTTP 401. ``scripted_auth_server.token("alice")`` mints a valid one.
 
 conftest.py imports the fixtures (imported into several test modules instead, each module would start its own)::
 
@@ -23,9 +25,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,10 +95,10 @@ def _wait_ready(server: LiveServer, timeout: float = 240) -> None:
     raise AssertionError(f"npc serve never became ready:\n{server.log_tail()}")
 
 
-def _serve(data_dir: Path, env: dict[str, str]) -> Iterator[LiveServer]:
-    """``npc serve --port 0`` with ``env`` over the environment, ready (models warm); stopped on exit."""
+def _serve(data_dir: Path, env: dict[str, str], args: Sequence[str] = ()) -> Iterator[LiveServer]:
+    """``npc serve --port 0 [args]`` with ``env`` over the environment, ready (models warm); stopped on exit."""
     env = {**os.environ, "NPC_DATA_DIR": str(data_dir), "NPC_LOG_FORMAT": "json", **env}
-    proc = subprocess.Popen([*NPC, "serve", "--port", "0", "--log-level", "info"], cwd=ROOT, stderr=subprocess.PIPE,
+    proc = subprocess.Popen([*NPC, "serve", "--port", "0", "--log-level", "info", *args], cwd=ROOT, stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, text=True, env=env)
     assert proc.stderr is not None
     port = None
@@ -145,3 +148,43 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
 def scripted_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """``npc serve`` with its defaults but the scripted LLM (TEST ONLY): replies fixed by SCRIPT."""
     yield from _serve(tmp_path_factory.mktemp("scripted-npc-data"), {"NPC_LLM": "scripted", "NPC_LLM_SCRIPT": str(SCRIPT)})
+
+
+@dataclass
+class AuthServer(LiveServer):
+    """A live server with auth on, and the policy that signs its player tokens."""
+
+    access: Any = None  # npc_runtime.access.Access, read from the server's own secret file
+
+    def token(self, player_id: str, *, ttl_s: float = 600.0) -> str:
+        """A valid player token (HS256 JWT, ``sub`` = ``player_id``) for this server."""
+        return str(self.access.issue(player_id, ttl_s=ttl_s))
+
+
+_AUTH_SERVER: dict[str, AuthServer] = {}
+
+
+@pytest.fixture(scope="session")
+def scripted_auth_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AuthServer:
+    """The scripted server with auth on (``--auth-secret-file``, 48 random bytes): a handshake needs a player token.
+
+    Started once per run even though several test modules import this fixture (tests/conftest.py does not): the
+    server is kept here and stopped when the run ends."""
+    if "server" not in _AUTH_SERVER:
+        from npc_runtime.access import load_access
+
+        folder = tmp_path_factory.mktemp("auth-npc")
+        secret = os.urandom(48)
+        while len(secret.strip()) != len(secret):  # the server strips the file's whitespace: keep all 48 bytes
+            secret = os.urandom(48)
+        secret_file = folder / "auth-secret"
+        secret_file.write_bytes(secret)
+        secret_file.chmod(0o600)
+        access = load_access(secret_file=secret_file, api_key_file=None, environ={})
+        assert access.secret == secret
+        env = {"NPC_LLM": "scripted", "NPC_LLM_SCRIPT": str(SCRIPT)}
+        serving = _serve(folder / "data", env, ["--auth-secret-file", str(secret_file)])
+        server = next(serving)
+        request.config.add_cleanup(serving.close)
+        _AUTH_SERVER["server"] = AuthServer(port=server.port, proc=server.proc, log=server.log, access=access)
+    return _AUTH_SERVER["server"]

@@ -13,6 +13,9 @@ with Mono's ``mcs`` and run with ``mono`` outside Unity (issue 8):
    commit), a cancelled turn and a clean close. It prints a JSON summary; this test asserts on its parsed values.
    This runs against the scripted server (fixed replies: the test knows which actions the client must decode and
    release); one text turn also runs against the real model, checked only for what any answer satisfies.
+4. auth: against the scripted server with auth on, a text turn with a valid player token (sent by NpcConnection as
+   ``Authorization: Bearer``), and the handshake without a token and with a badly signed one: refused at once with
+   NpcConnectException, HTTP 401 ``unauthorized`` and the server's reason.
 
 The Runtime/Unity MonoBehaviours need UnityEngine and are not compiled here.
 """
@@ -24,6 +27,7 @@ import re
 import shutil
 import subprocess
 import sys
+import uuid
 import wave
 from pathlib import Path
 from typing import Any
@@ -35,7 +39,8 @@ from npc_runtime.tts.visemes import VISEMES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from live_server import LiveServer, missing_toolchain, scripted_actions  # noqa: E402
+from live_server import AuthServer, LiveServer, missing_toolchain, scripted_actions  # noqa: E402
+from live_server import scripted_auth_server  # noqa: E402,F401  (fixture: started once per run, see live_server.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -249,6 +254,37 @@ def test_live_turn_on_the_real_model(console_test: list[str], live_server: LiveS
     print(f"\nreal model: {turn['end']['text']!r} {turn['end']['actions']}")
     assert live["closed"] == {"clean": True, "status": "NormalClosure"}
     assert not {"errors", "voice_turn", "cancelled_turn"} & set(live)
+
+
+def test_live_with_auth(console_test: list[str], scripted_auth_server: AuthServer) -> None:
+    """A server with auth on: the client sends its player token in the handshake and talks (the scripted reply and
+    its actions); without a token, or with one signed by another secret, ConnectAsync throws NpcConnectException
+    with HTTP 401, the server's code and reason, at once (not a hang)."""
+    from npc_runtime.access import Access
+
+    server = scripted_auth_server
+    expected = scripted_actions(PROMPT)
+    spelled = ",".join(" ".join(v for v in a.values() if v) for a in expected)
+    token = server.token(f"unity_auth_{uuid.uuid4().hex[:8]}")
+    summary = _run([*console_test, "--url", server.ws_url, "--scene", str(SCENE_FILE), "--steps", "text", "--token", token,
+                    "--player", "not_the_token_player", "--prompt", PROMPT, "--expect-actions", spelled], timeout=300)
+    live = summary["live"]
+    _check_ready(live)
+    turn = _check_text_turn(live)
+    assert turn["end"]["actions"] == expected and turn["audio"]["chunks"] >= 1
+    assert live["closed"] == {"clean": True, "status": "NormalClosure"}
+
+    forged = Access(secret=b"not the server's secret, 32+ bytes long").issue("mallory")
+    for label, extra, reason in (("no token", [], "a player token or an API key is required"),
+                                 ("forged token", ["--token", forged], "invalid player token")):
+        summary = _run([*console_test, "--url", server.ws_url, "--scene", str(SCENE_FILE), "--steps", "refused", *extra],
+                       timeout=120)
+        refused = summary["live"]["refused"]
+        assert refused["exception"] == "NpcConnectException", (label, refused)
+        assert (refused["status"], refused["code"], refused["unauthorized"], refused["retryable"]) == (401, "unauthorized", True, False), label
+        assert "HTTP 401 unauthorized" in refused["message"] and reason in refused["server_message"], (label, refused)
+        assert refused["ms"] < 10000, (label, refused)  # refused at once, never a hang
+    assert "connection refused: not authenticated" in "\n".join(server.log)
 
 
 def test_every_package_asset_has_its_meta_file() -> None:

@@ -6,7 +6,10 @@ g++ and tested three ways (issue 8):
 2. replay of server sessions through the core: the recordings in tests/data/sessions/*.jsonl AND sessions
    recorded now from the scripted server (so a protocol change on the server breaks this test, not only stale files);
 3. live: the test program's own RFC 6455 client (POSIX sockets) talks to ``npc serve``: session.start, a text
-   turn, audio frames, visemes, an action and response.end, all parsed by the core.
+   turn, audio frames, visemes, an action and response.end, all parsed by the core;
+4. auth: the same live turn against the scripted server with auth on, the player token sent as
+   ``Authorization: Bearer`` (npc::BearerAuthorization); without a token and with a badly signed one the handshake
+   is refused, and the core's npc::ParseHandshakeResponse reports HTTP 401 ``unauthorized`` with the server's reason.
 
 What the core does with a given action (decoded, placed on the audio timeline, fired) is checked on the scripted
 server, whose replies are fixed (tests/data/scripted_llm.json). One live turn runs on the real model too, checked only
@@ -41,7 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from live_server import LiveServer, missing_toolchain, scripted_actions  # noqa: E402
+from live_server import AuthServer, LiveServer, missing_toolchain, scripted_actions  # noqa: E402
+from live_server import scripted_auth_server  # noqa: E402,F401  (fixture: started once per run, see live_server.py)
 
 CORE = ROOT / "clients/unreal/NpcRuntime/Source/NpcRuntimeCore"
 SESSIONS = ROOT / "tests/data/sessions"
@@ -319,13 +323,14 @@ def test_replay_sessions_recorded_now(core_tests: Path, scripted_server: LiveSer
             raise AssertionError(f"{kind} session recorded now: {exc}\nserver log:\n{scripted_server.log_tail()}") from exc
 
 
-def _run_live(core_tests: Path, server: LiveServer) -> dict[str, Any]:
+def _run_live(core_tests: Path, server: LiveServer, *extra: str) -> dict[str, Any]:
     """The test program's live mode (a fresh player: no memory of earlier runs), checked for what holds for any reply:
     the core parsed every frame; an unknown message got an error with our ref; a completed turn that says or does
     something, its text deltas adding up to response.end; audio (whenever it has words) whose frames, visemes (OVR,
     in order, covering it) and response.end agree; every action valid for the scene, on the audio timeline, fired by
     the timeline; the playback marks sent to the server; ping/pong."""
-    summary = _run(core_tests, "live", server.ws_url, str(SCENE_FILE), ACTION_PROMPT, f"live_{uuid.uuid4().hex[:10]}", timeout=300)
+    summary = _run(core_tests, "live", server.ws_url, str(SCENE_FILE), ACTION_PROMPT, f"live_{uuid.uuid4().hex[:10]}", *extra,
+                   timeout=300)
     assert summary["errors"] == [], f"{summary['errors']}\n{server.log_tail()}"
     assert [(e["code"], e["ref"]) for e in summary["server_errors"]] == [("unknown_type", "bad1")]
     assert summary["pongs"] == ["p1"]
@@ -384,6 +389,30 @@ def test_live_turn_through_the_cpp_websocket_client(core_tests: Path, scripted_s
     [fired] = summary["fired"]
     assert fired["at_ms"] == action["at_ms"] and fired["released_at"] >= fired["at_ms"]
     assert len(summary["visemes"]) >= 10 and summary["marks"]
+
+
+def test_live_with_auth(core_tests: Path, scripted_auth_server: AuthServer) -> None:
+    """A server with auth on: with a player token in the handshake the live turn goes as on an open server (the
+    scripted action decoded, placed and fired); without a token, or with one signed by another secret, the handshake
+    is refused: an error naming HTTP 401 unauthorized and the server's reason, at once."""
+    from npc_runtime.access import Access
+
+    server = scripted_auth_server
+    summary = _run_live(core_tests, server, f"--token={server.token(f'unreal_auth_{uuid.uuid4().hex[:8]}')}")
+    [action], [end] = summary["actions"], summary["ends"]
+    assert {k: action[k] for k in ("verb", "object", "target")} == ACTION and end["actions"] == [SPELLED]
+    assert [f["verb"] for f in summary["fired"]] == [ACTION["verb"]]
+
+    forged = Access(secret=b"not the server's secret, 32+ bytes long").issue("mallory")
+    for label, extra, reason in (("no token", [], "a player token or an API key is required"),
+                                 ("forged token", [f"--token={forged}"], "invalid player token")):
+        result = _run(core_tests, "connect", server.ws_url, *extra)
+        assert result["connected"] is False, label
+        assert (result["status"], result["code"], result["unauthorized"], result["retryable"]) == (401, "unauthorized", True, False), label
+        assert "HTTP 401 unauthorized" in result["error"] and reason in result["message"], (label, result)
+        assert result["ms"] < 5000, (label, result)
+    assert _run(core_tests, "connect", server.ws_url, f"--token={server.token('unreal_connect')}") == {
+        "connected": True, "error": "", "ms": pytest.approx(0, abs=5000)}
 
 
 def test_live_turn_on_the_real_model(core_tests: Path, live_server: LiveServer) -> None:

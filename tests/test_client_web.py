@@ -10,6 +10,8 @@
   screenshot taken mid-word goes to ``test-output/web-demo.png`` and to pytest's ``tmp_path``. This runs
   against the scripted server (tests/data/scripted_llm.json): its replies are fixed, so the test knows which
   actions the page must show and that the story it talks over is long.
+* A server with auth on: the page opened as ``/demo/?access_token=<player token>`` passes the token on to its
+  WebSocket URL and holds a typed turn (the scripted reply and action); a WebSocket without it is refused.
 * One typed turn on the real model, checked only for what any answer satisfies (a model's words and actions
   depend on the model, the CPU and its kernels): audio, visemes on the clock, every action valid and shown.
 
@@ -33,7 +35,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from live_server import LiveServer, missing_toolchain, scripted_actions
+from live_server import AuthServer, LiveServer, missing_toolchain, scripted_actions
+from live_server import scripted_auth_server  # noqa: F401  (fixture: started once per run, see live_server.py)
 from npc_runtime.scene import Scene
 from npc_runtime.server import DEMO_DIR, demo_file
 
@@ -236,6 +239,34 @@ def test_browser_demo_on_the_real_model(chromium: str, live_server: LiveServer, 
         end = demo["lastEnd"]
         print(f"\nreal model: {end['text']!r} {end['actions']}")
         _check_reply(page, demo, end, shown_before=0)
+
+
+# A bare WebSocket from the page: "open", or how it closed (a refused handshake: 1006, the status is hidden from pages).
+RAW_SOCKET = """(url) => new Promise((done) => {
+  const ws = new WebSocket(url);
+  ws.onopen = () => { ws.close(); done("open"); };
+  ws.onclose = (e) => done(`closed ${e.code}`);
+})"""
+
+
+@pytest.mark.timeout(300)
+def test_browser_demo_with_auth(chromium: str, scripted_auth_server: AuthServer, tmp_path: Path) -> None:
+    """Auth on: the page's ?access_token= goes on to its WebSocket URL; a typed turn gets the scripted reply."""
+    server = scripted_auth_server
+    token = server.token("web_auth_demo")
+    with _page(chromium, tmp_path) as page:
+        page.goto(f"{server.http_url}/demo/?character=jin&access_token={token}")
+        page.wait_for_function("document.querySelector('#character').options.length === 2")
+        assert page.evaluate(RAW_SOCKET, server.ws_url) == "closed 1006"  # no token: refused
+        page.click("#connect")
+        _wait(page, "window.npcDemo.state.connected", 20, server)
+        page.fill("#text", REQUEST)
+        page.press("#text", "Enter")
+        demo = _wait_turn_done(page, 1, server)
+        end = demo["lastEnd"]
+        _check_reply(page, demo, end, shown_before=0)
+        assert end["actions"] == scripted_actions(REQUEST)
+    assert "connection refused: not authenticated" in "\n".join(server.log)
 
 
 def _scene_ids() -> tuple[set[str], set[str], set[str]]:
