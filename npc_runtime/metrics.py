@@ -45,6 +45,11 @@ class Metrics:
         self.errors = Counter("npc_errors", "Error events sent, by code.", ["code"], registry=r)
         self.budget_misses = Counter("npc_budget_misses", "Turns whose first audio came after the budget, by cause.", ["cause"], registry=r)
         self.llm_waiting = Gauge("npc_llm_waiting", "Turns waiting for the LLM.", registry=r)
+        self.memory_write_failures = Counter("npc_memory_write_failures",
+                                             "Memory writes that failed after their retries (the entries are kept pending).", registry=r)
+        self.memory_pending = Gauge("npc_memory_pending_entries", "Memory entries waiting to be written after a failed write.", registry=r)
+        self.knowledge_lookups = Counter("npc_knowledge_lookups", "Knowledge lookups of turns, by result (response.end knowledge).",
+                                         ["result"], registry=r)
         r.register(_EngineQueues())
 
     def turn_done(self, trigger: str, status: str, timings: Mapping[str, float]) -> None:

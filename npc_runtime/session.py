@@ -694,12 +694,25 @@ class Session:
                             entries: list[MemoryEntry]) -> None:
         if previous is not None:
             await asyncio.gather(previous, return_exceptions=True)
-        assert self.services.memory is not None
+        memory, metrics = self.services.memory, self.services.metrics
+        assert memory is not None
         try:
-            await self.services.memory.append(partner, character, entries, partner_name=self.player.name or partner,
-                                              character_name=self.persona.name if self.persona else character)
+            await memory.append(partner, character, entries, partner_name=self.player.name or partner,
+                                character_name=self.persona.name if self.persona else character)
         except NpcError as exc:
-            log.warning("memory write failed", code=exc.code, entries=len(entries))
+            # the store retried and keeps the entries pending (written before the next write): say so, go on
+            log.warning("memory write failed; entries kept for the next write", code=exc.code, entries=len(entries),
+                        pending=memory.pending)
+            if metrics is not None:
+                metrics.memory_write_failures.inc()
+            await self.emit(p.ErrorEvent(
+                code="memory_unavailable", retryable=True,
+                message=f"this conversation could not be saved to memory ({exc.code}); {memory.pending} lines are kept "
+                        "and written with the next one",
+            ))
+        finally:
+            if metrics is not None:
+                metrics.memory_pending.set(memory.pending)
 
     async def _cancel(self, msg: p.ResponseCancel) -> None:
         turn = self.turn

@@ -375,3 +375,163 @@ def test_memory_main_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         captured = capsys.readouterr()
         assert captured.out == ""
         assert captured.err.count("\n") == 1 and str(path) in captured.err and "Traceback" not in captured.err
+
+
+# -- failures: retried, kept pending, reported; a database deleted or replaced under the store
+
+
+class Locker:
+    """Another connection holding the database's write lock (what a second writer, or a backup tool, does)."""
+
+    def __init__(self, path: Path) -> None:
+        import sqlite3
+
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        self.conn.execute("BEGIN EXCLUSIVE")
+
+    def release(self) -> None:
+        self.conn.execute("COMMIT")
+        self.conn.close()
+
+
+def _quick(path: Path, **kw: object) -> MemoryStore:
+    """A store that gives up quickly on a locked database (for the tests)."""
+    return MemoryStore(path, busy_timeout_s=0.01, retry_delay_s=0.01, **kw)  # type: ignore[arg-type]
+
+
+async def test_a_write_into_a_locked_database_is_retried_until_the_lock_goes(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    s = MemoryStore(path, busy_timeout_s=0.01, retry_delay_s=0.2, write_attempts=3)
+    await s.open()
+    lock = Locker(path)
+
+    async def release_after_the_first_failure() -> None:  # gone before the second attempt
+        while not logs:
+            await asyncio.sleep(0.005)
+        lock.release()
+
+    with structlog.testing.capture_logs() as logs:
+        releasing = asyncio.create_task(release_after_the_first_failure(), name="release")
+        await s.append("kai", "jin", lines(2))
+        await releasing
+    assert [e["event"] for e in logs] == ["memory write failed"] and logs[0]["attempt"] == 1
+    assert [e.text for e in await s.history("kai", "jin")] == ["line 0", "line 1"] and s.pending == 0
+    await s.aclose()
+
+
+async def test_a_write_that_keeps_failing_is_raised_and_kept_for_the_next_write(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    s = _quick(path, keep_recent=50)
+    await s.open()
+    await s.append("kai", "jin", lines(1))
+    lock = Locker(path)
+    with structlog.testing.capture_logs() as logs:
+        with pytest.raises(NpcError) as info:
+            await s.append("kai", "jin", lines(2, start=1))
+        with pytest.raises(NpcError):
+            await s.append("kai", "nova", [MemoryEntry("player", "to nova")])
+    assert info.value.code == "memory_failed" and "locked" in info.value.message
+    assert [e["attempt"] for e in logs if e["event"] == "memory write failed"] == [1, 2, 3, 1, 2, 3]
+    assert "line" not in str(logs)  # no player words in the log
+    assert s.pending == 3
+    lock.release()
+    await s.append("kai", "jin", lines(1, start=3))  # the next write takes the pending entries first, in order
+    assert s.pending == 0
+    assert [e.text for e in await s.history("kai", "jin")] == ["line 0", "line 1", "line 2", "line 3"]
+    assert [e.text for e in await s.history("kai", "nova")] == ["to nova"]
+    await s.aclose()
+
+
+async def test_pending_entries_are_bounded_and_written_or_reported_at_close(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    s = _quick(path, max_pending=3, write_attempts=1)
+    await s.open()
+    lock = Locker(path)
+    for i in range(3):
+        with pytest.raises(NpcError):
+            await s.append("kai", "jin", lines(2, start=2 * i))
+    assert s.pending == 3 and s.dropped == 3  # the oldest went, with an error log
+    lock.release()
+    await s.aclose()  # the pending ones are written at close
+    again = MemoryStore(path)
+    await again.open()
+    assert [e.text for e in await again.history("kai", "jin")] == ["line 3", "line 4", "line 5"]
+    await again.aclose()
+
+    s = _quick(path, write_attempts=1)
+    await s.open()
+    lock = Locker(path)
+    with pytest.raises(NpcError):
+        await s.append("kai", "jin", lines(1, start=6))
+    with structlog.testing.capture_logs() as logs:
+        await s.aclose()  # still locked: they are lost, and the log says so
+    lock.release()
+    assert [(e["event"], e["entries"]) for e in logs if e["log_level"] == "error"] == \
+        [("memory entries lost: the database failed until the store closed", 1)]
+
+
+async def test_a_cancelled_append_is_written_once(tmp_path: Path) -> None:
+    s = MemoryStore(tmp_path / "m.db", keep_recent=50)
+    await s.open()
+    task = asyncio.create_task(s.append("kai", "jin", lines(2)), name="append")
+    await asyncio.sleep(0)  # the write has started
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await s.append("kai", "jin", lines(1, start=2))
+    assert [e.text for e in await s.history("kai", "jin")] == ["line 0", "line 1", "line 2"]
+    await s.aclose()
+
+
+async def test_a_database_deleted_under_the_store_is_made_again_and_later_writes_survive(tmp_path: Path) -> None:
+    path = tmp_path / "memory.db"
+    s = MemoryStore(path, keep_recent=50)
+    await s.open()
+    await s.append("kai", "jin", lines(2))
+    path.unlink()  # rm memory.db (its -wal and -shm stay: the store has them open)
+    with structlog.testing.capture_logs() as logs:
+        await s.append("kai", "jin", lines(2, start=2))
+        assert [e.text for e in await s.history("kai", "jin")] == ["line 2", "line 3"]  # reads see the new file too
+    assert [(e["event"], e["what"]) for e in logs if e["log_level"] == "warning"] == \
+        [("memory database deleted or replaced under the running server; opening the file at its path again", "deleted")]
+    assert path.is_file()
+    await s.aclose()
+    restarted = MemoryStore(path, keep_recent=50)
+    await restarted.open()
+    assert [e.text for e in await restarted.history("kai", "jin")] == ["line 2", "line 3"]
+    await restarted.aclose()
+
+
+async def test_a_database_replaced_under_the_store_is_the_one_written(tmp_path: Path) -> None:
+    path, other = tmp_path / "memory.db", tmp_path / "restored.db"
+    s = MemoryStore(path, keep_recent=50)
+    await s.open()
+    await s.append("kai", "jin", lines(1))
+    backup = MemoryStore(other, keep_recent=50)
+    await backup.open()
+    await backup.append("kai", "jin", [MemoryEntry("player", "from the backup")])
+    await backup.aclose()
+    other.replace(path)  # mv restored.db memory.db: a new file at the path
+    with structlog.testing.capture_logs() as logs:
+        await s.append("kai", "jin", lines(1, start=1))
+    assert [e["what"] for e in logs if e["log_level"] == "warning"] == ["replaced"]
+    await s.aclose()
+    restarted = MemoryStore(path, keep_recent=50)
+    await restarted.open()
+    assert [e.text for e in await restarted.history("kai", "jin")] == ["from the backup", "line 1"]
+    await restarted.aclose()
+
+
+async def test_a_database_replaced_by_garbage_fails_the_write_and_keeps_it(tmp_path: Path) -> None:
+    path = tmp_path / "memory.db"
+    s = _quick(path, keep_recent=50)
+    await s.open()
+    path.unlink()
+    path.write_bytes(b"not a database " * 200)
+    with pytest.raises(NpcError) as info:
+        await s.append("kai", "jin", lines(1))
+    assert info.value.code == "memory_unavailable" and s.pending == 1
+    path.unlink()  # fixed: the next write makes a database again, with the kept entry first
+    await s.append("kai", "jin", lines(1, start=1))
+    assert [e.text for e in await s.history("kai", "jin")] == ["line 0", "line 1"]
+    await s.aclose()

@@ -1,24 +1,33 @@
 """Memory through the server: what a player said is remembered across a server restart (a new
 MemoryStore on the same file), per player and character.
 
+Faults (scripted LLM): a database deleted under the running server is made again, and what is said next survives a
+restart; a write that fails (a locked database) is reported to the client (``memory_unavailable``, retryable, not
+fatal), counted in /metrics, and written with the next one.
+
 The first tests script the LLM (session logic: what goes into the prompt); the last runs the real embedded
 model: what it remembers reaches the model's prompt across a restart, and it answers (whether its words use the
 memory is a quality figure, printed, not asserted: a model's words vary with the model, the CPU and its kernels)."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from npc_runtime import protocol as p
 from npc_runtime.client import NpcClient
 from npc_runtime.dialogue.turn import Dialogue
 from npc_runtime.llm.fake import FakeLLM
 from npc_runtime.memory import MemoryStore
+from npc_runtime.metrics import Metrics
 from npc_runtime.server import NpcServer
 from npc_runtime.session import Services
 
@@ -27,12 +36,14 @@ from server_fixture import Recording, registry, serving
 
 
 @asynccontextmanager
-async def running(llm: Any, db: Path, *, keep_recent: int = 16) -> AsyncIterator[NpcServer]:
+async def running(llm: Any, db: Path, *, keep_recent: int = 16, metrics: Metrics | None = None,
+                  **store: Any) -> AsyncIterator[NpcServer]:
     """A whole server lifetime: personas, memory, server; everything closed on exit (a restart)."""
-    memory = MemoryStore(db, keep_recent=keep_recent)
+    memory = MemoryStore(db, keep_recent=keep_recent, **store)
     await memory.open()
     try:
-        async with registry() as personas, serving(Services(personas=personas, dialogue=Dialogue(llm=llm), memory=memory)) as server:
+        async with registry() as personas, serving(Services(personas=personas, dialogue=Dialogue(llm=llm), memory=memory,
+                                                            metrics=metrics)) as server:
             yield server
     finally:
         await memory.aclose()
@@ -87,6 +98,78 @@ async def test_older_turns_survive_as_a_summary(tmp_path: Path) -> None:
     assert "What you remember from earlier conversations with Kai" in prompt
     assert "allergic to eggs" in prompt  # folded into the summary, not dropped
     assert "bowl number 0" not in prompt.split("What you remember")[0]
+
+
+async def stored(db: Path, player: str, character: str) -> list[str]:
+    """What the database at ``db`` holds for the pair (read after the server is gone: what a restart finds)."""
+    store = MemoryStore(db)
+    await store.open()
+    try:
+        return [e.text for e in await store.history(player, character)]
+    finally:
+        await store.aclose()
+
+
+async def idle(server: NpcServer) -> None:
+    """Until every session of the server has closed (its memory written)."""
+    while server.sessions:
+        await asyncio.sleep(0.01)
+
+
+async def test_a_memory_database_deleted_under_a_running_server_keeps_what_is_said_next(tmp_path: Path) -> None:
+    db = tmp_path / "memory.sqlite3"
+    async with running(FakeLLM(["Hello Kai.", "Firm it is."]), db) as server:
+        await say(server.url, "kai", "jin", ["My name is Kai."])
+        await idle(server)
+        db.unlink()  # rm memory.sqlite3 while the server runs
+        with structlog.testing.capture_logs() as logs:
+            await say(server.url, "kai", "jin", ["I like my noodles firm."])
+            await idle(server)
+    assert any(e["event"].startswith("memory database deleted or replaced") for e in logs)
+    # after the restart: what was said after the deletion is there (what was before went with the deleted file)
+    assert await stored(db, "kai", "jin") == ["I like my noodles firm.", "Firm it is."]
+    llm = FakeLLM(["Welcome back."])
+    async with running(llm, db) as server:
+        await say(server.url, "kai", "jin", ["Do you remember me?"])
+    assert "noodles firm" in prompt_of(llm)
+
+
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        return str(resp.read().decode())
+
+
+async def test_a_failed_memory_write_is_reported_kept_and_written_later(tmp_path: Path) -> None:
+    """The database is locked by another writer during a turn: the write is retried, then the client gets a
+    retryable, non-fatal memory_unavailable error and the session goes on; the next write, once the lock is gone,
+    stores the kept lines first. /metrics counts the failure."""
+    db = tmp_path / "memory.sqlite3"
+    metrics = Metrics()
+    async with running(FakeLLM(["Hello Kai.", "Firm it is."]), db, metrics=metrics, busy_timeout_s=0.01,
+                       retry_delay_s=0.01) as server:
+        async with NpcClient.connect(server.url) as client:
+            await client.start_session("jin", scene=scene_dict("ramen_shop.json"), player_id="kai", player_name="Kai")
+            lock = sqlite3.connect(db, isolation_level=None)
+            lock.execute("BEGIN EXCLUSIVE")  # another writer holds the database
+            await client.send(p.TextInput(text="My name is Kai."))
+            events: list[Any] = []
+            while not (any(isinstance(e, p.ResponseEnd) for e in events) and any(isinstance(e, p.ErrorEvent) for e in events)):
+                events.append(await client.recv(timeout=10))
+            [error] = [e for e in events if isinstance(e, p.ErrorEvent)]
+            [end] = [e for e in events if isinstance(e, p.ResponseEnd)]
+            assert error.code == "memory_unavailable" and error.retryable and not error.fatal and error.response_id is None
+            assert "Kai" not in error.message  # no player words in an error
+            assert end.status == "completed" and end.text == "Hello Kai."  # the turn is not failed by memory
+            lock.execute("COMMIT")
+            lock.close()
+            ends = [e async for e in client.say("I like my noodles firm.")]  # the session goes on
+            assert isinstance(ends[-1], p.ResponseEnd) and ends[-1].text == "Firm it is."
+        await idle(server)
+        scrape = await asyncio.to_thread(_scrape, server.port)
+    assert "npc_memory_write_failures_total 1.0" in scrape
+    assert 'npc_errors_total{code="memory_unavailable"} 1.0' in scrape
+    assert "npc_memory_pending_entries 0.0" in scrape
+    assert await stored(db, "kai", "jin") == ["My name is Kai.", "Hello Kai.", "I like my noodles firm.", "Firm it is."]
 
 
 @pytest.mark.engine

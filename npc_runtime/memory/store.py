@@ -15,12 +15,25 @@ appends for one pair never fold the same entries twice.
 Errors: a path that cannot be opened as a SQLite database is ``NpcError`` ``memory_unavailable``
 (the message names the path); a later database failure is ``memory_failed``. A failing summarizer
 is logged and never raised: memory must not fail a turn.
+
+Nothing is dropped without a word:
+
+* a write is tried ``write_attempts`` times (``retry_delay_s``, doubling, between tries). Entries
+  that still could not be written stay *pending* (in order, all pairs, at most ``max_pending``: past
+  that the oldest are dropped with an error log) and go into the database before the next append's
+  own, and :meth:`MemoryStore.append` raises (the caller tells its client); :meth:`MemoryStore.aclose`
+  tries them once more and logs what is lost;
+* before every database call the file at ``path`` is compared (device and inode) with the one the
+  connection has open: a database deleted or replaced under a running server is noticed, the old
+  connection is closed and the file at the path is opened (created, with the schema) again, with a
+  warning, so that what is written next is what a restart finds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -81,16 +94,35 @@ class MemoryStore:
     ``open()`` before use, ``aclose()`` after. ``clock`` stamps entries whose ``at`` is 0."""
 
     def __init__(self, path: Path, *, keep_recent: int = 16, summarizer: Summarizer | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, write_attempts: int = 3, retry_delay_s: float = 0.1,
+                 max_pending: int = 1000, busy_timeout_s: float = 5.0) -> None:
         if keep_recent < 1:
             raise ValueError("keep_recent must be at least 1")
+        if write_attempts < 1 or max_pending < 1:
+            raise ValueError("write_attempts and max_pending must be at least 1")
         self.path = Path(path)
         self.keep_recent = keep_recent
         self.summarizer: Summarizer = summarizer if summarizer is not None else ExtractiveSummarizer()
         self._clock = clock
+        self.write_attempts, self.retry_delay_s, self.max_pending = write_attempts, retry_delay_s, max_pending
+        self.busy_timeout_s = busy_timeout_s
         self._thread = EngineThread("memory", closed_error=memory_unavailable, failure=memory_failed)
         self._conn: sqlite3.Connection | None = None  # used in the thread only
+        self._ident: tuple[int, int] | None = None  # (st_dev, st_ino) of the file _conn has open
+        self._sidecars: dict[Path, tuple[int, int] | None] = {}  # its -wal and -shm files, the same way
+        self._is_open = False  # open() succeeded and aclose() has not run: reopen the file if it goes away
         self._locks: dict[tuple[str, str], _PairLock] = {}
+        #: Rows not yet written (a failed write), oldest first; changed on the loop only.
+        self._pending: list[tuple[str, str, str, str, float]] = []
+        self._write_lock = asyncio.Lock()
+        self._flushes: set[asyncio.Task[None]] = set()
+        #: Entries dropped because more than ``max_pending`` were waiting (cumulative).
+        self.dropped = 0
+
+    @property
+    def pending(self) -> int:
+        """Entries whose write failed, waiting to be written with the next append."""
+        return len(self._pending)
 
     # -- lifecycle
 
@@ -100,19 +132,33 @@ class MemoryStore:
         await self._thread.call(self._open)
 
     async def aclose(self) -> None:
-        """Let queued database work finish, then close the connection and end the thread."""
+        """Let queued database work finish, try the pending entries once more (logging any that are
+        lost), then close the connection and end the thread."""
+        if self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)
+        if self._pending and self._is_open and not self._thread.closed:
+            try:
+                await self._flush_now()
+            except NpcError as exc:
+                log.error("memory entries lost: the database failed until the store closed", entries=len(self._pending),
+                          code=exc.code, error=exc.message)
         await self._thread.aclose(self._close)
 
     def _open(self) -> None:
         if self._conn is not None:
             return
+        self._connect()
+        self._is_open = True
+
+    def _connect(self) -> None:
+        """Open (create) the database at ``path`` with the schema; remember which file it is."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise memory_unavailable(f"{self.path}: cannot create its directory ({exc.strerror})") from exc
         conn: sqlite3.Connection | None = None
         try:
-            conn = sqlite3.connect(self.path)
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             with conn:
@@ -126,21 +172,47 @@ class MemoryStore:
         if str(version) != str(SCHEMA_VERSION):
             conn.close()
             raise memory_unavailable(f"{self.path}: memory schema version {version}, this runtime reads {SCHEMA_VERSION}")
-        self._conn = conn
+        self._conn, self._ident = conn, _identity(self.path)
+        self._sidecars = {p: _identity(p) for p in _sidecars(self.path)}
 
     def _close(self) -> None:
+        self._is_open = False
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    def _connection(self) -> sqlite3.Connection:
+        """The open connection, to the file that is at ``path`` now: a database deleted or replaced
+        since it was opened is noticed here (thread side) and the file at the path opened instead."""
+        if not self._is_open:
+            raise memory_unavailable(f"{self.path}: the memory store is not open")
+        ident = _identity(self.path)
+        if self._conn is not None and ident is not None and ident == self._ident:
+            return self._conn
+        if self._conn is not None:
+            log.warning("memory database deleted or replaced under the running server; opening the file at its path again",
+                        path=str(self.path), what="deleted" if ident is None else "replaced")
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn, self._ident = None, None
+            # SQLite leaves the WAL of a moved database where it was: the database now at the path must not
+            # read it (it would see the old pages). Remove our own -wal and -shm, never another file's.
+            for sidecar, ident in self._sidecars.items():
+                if ident is not None and _identity(sidecar) == ident:
+                    with contextlib.suppress(OSError):
+                        sidecar.unlink()
+            self._sidecars = {}
+        self._connect()
+        assert self._conn is not None
+        return self._conn
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(connection)`` in the thread, sqlite3 errors made ``memory_failed``."""
 
         def work() -> T:
-            if self._conn is None:
-                raise memory_unavailable(f"{self.path}: the memory store is not open")
+            conn = self._connection()
             try:
-                return fn(self._conn)
+                return fn(conn)
             except sqlite3.Error as exc:
                 raise memory_failed(f"{self.path}: {type(exc).__name__}: {exc}") from exc
 
@@ -151,20 +223,68 @@ class MemoryStore:
 
     async def append(self, partner: str, character: str, entries: Sequence[MemoryEntry], *,
                      partner_name: str | None = None, character_name: str | None = None) -> None:
-        """Store ``entries`` (in order) for the pair, then fold what is beyond ``keep_recent`` into
-        the summary. The names given to the summarizer default to the ids.
+        """Store ``entries`` (in order, after any pending ones) for the pair, then fold what is beyond
+        ``keep_recent`` into the summary. The names given to the summarizer default to the ids.
 
-        Once this coroutine has started, the entries are stored even if it is cancelled (the
-        insert finishes in the thread); a cancelled or failed fold is redone at the next append."""
+        A failed write is retried; if it still fails the entries stay pending (written before the next
+        append's) and the error is raised: ``memory_failed`` or ``memory_unavailable``. Once this
+        coroutine has started, the write runs to its end even if it is cancelled; a cancelled or failed
+        fold is redone at the next append (a fold that fails is logged, not raised: the entries are stored)."""
         for entry in entries:
             if entry.kind not in KINDS:
                 raise ValueError(f"unknown memory entry kind {entry.kind!r}")
         now = self._clock()
         rows = [(partner, character, e.kind, e.text, e.at or now) for e in entries]
-        if rows:
-            await self._run(lambda conn: _insert(conn, rows))
+        if rows or self._pending:
+            self._pending.extend(rows)
+            task = asyncio.create_task(self._flush(), name="memory-write")  # owns the write: not cancelled with us
+            self._flushes.add(task)
+            task.add_done_callback(_forget_flush(self._flushes))
+            await asyncio.shield(task)
         async with self._pair_lock((partner, character)):
-            await self._fold(partner, character, partner_name or partner, character_name or character)
+            try:
+                await self._fold(partner, character, partner_name or partner, character_name or character)
+            except NpcError as exc:
+                log.warning("memory summary not updated; folded at the next append", code=exc.code, error=exc.message,
+                            character=character)
+
+    async def _flush(self) -> None:
+        """Write every pending row (one transaction), retrying; raise the last error if it never works."""
+        async with self._write_lock:
+            last: NpcError | None = None
+            for attempt in range(self.write_attempts):
+                if not self._pending:
+                    return
+                if attempt:
+                    await asyncio.sleep(self.retry_delay_s * 2 ** (attempt - 1))
+                try:
+                    await self._flush_now()
+                    return
+                except NpcError as exc:
+                    last = exc
+                    log.warning("memory write failed", attempt=attempt + 1, of=self.write_attempts, entries=len(self._pending),
+                                code=exc.code, error=exc.message)
+                    if self._thread.closed or not self._is_open:
+                        break  # closed: trying again cannot help
+            assert last is not None
+            raise last
+
+    async def _flush_now(self) -> None:
+        """One try at writing the pending rows (the caller holds the write lock, or nothing else writes)."""
+        overflow = len(self._pending) - self.max_pending
+        if overflow > 0:
+            del self._pending[:overflow]
+            self.dropped += overflow
+            log.error("memory entries dropped: too many waiting for the database", dropped=overflow, kept=self.max_pending)
+        batch = list(self._pending)
+
+        def written(job: asyncio.Future[None]) -> None:
+            if not job.cancelled() and job.exception() is None:
+                del self._pending[: len(batch)]  # rows added meanwhile (at the end) stay for the next write
+
+        job = asyncio.ensure_future(self._run(lambda conn: _insert(conn, batch)))
+        job.add_done_callback(written)  # also when we are cancelled: the insert finishes in the thread
+        await asyncio.shield(job)
 
     async def _fold(self, partner: str, character: str, partner_name: str, character_name: str) -> None:
         fold = await self._run(lambda conn: _to_fold(conn, partner, character, self.keep_recent))
@@ -250,6 +370,29 @@ class MemoryStore:
             return [(p, c, int(n)) for p, c, n in rows]
 
         return await self._run(work)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``path``; None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _sidecars(path: Path) -> tuple[Path, Path]:
+    """The WAL-mode files SQLite keeps next to a database."""
+    return path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
+
+
+def _forget_flush(flushes: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
+    def done(task: asyncio.Task[None]) -> None:
+        flushes.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved here: an append cancelled while it ran no longer awaits it
+
+    return done
 
 
 # -- thread-side helpers (called with the connection, in the memory thread)
