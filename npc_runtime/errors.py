@@ -9,7 +9,9 @@ Every error carries a stable ``code`` (sent on the wire in ``error`` events) and
     │            text_too_large, no_session, session_exists, audio_in_unavailable
     │     └── AudioError   (npc_runtime.asr) bad_audio, audio_frame_too_large, audio_overflow
     ├── asr_unavailable / asr_failed   speech recognition could not load / failed (NpcError codes)
-    ├── memory_unavailable / memory_failed   the memory database cannot be opened / failed (NpcError codes)
+    ├── memory_unavailable / memory_failed   the memory database cannot be opened / failed (NpcError codes);
+    │                  a client is told ``memory_unavailable`` (retryable) when its lines could not be saved
+    ├── not_ready (retryable)  session.start before the models are warm, or while the LLM server is down
     ├── KnowledgeError (npc_runtime.knowledge) knowledge_failed, knowledge_unavailable (retryable),
     │                  knowledge_file_unreadable (that file is skipped)
     ├── SceneError             invalid_scene: duplicate or malformed ids, too many entities

@@ -267,6 +267,11 @@ class ResponseEnd(_Spoken):
     heard_ms: float | None = Field(default=None, description="How much of the audio the player heard (the last playback.mark, or the barge-in point); null when unknown.")
     heard_text: str | None = Field(default=None, description="What the character is remembered to have said: the heard part of an interrupted response; null when all of text.")
     sources: list[SourceRef] = Field(default_factory=list, description="Knowledge passages given to the model for this response, best first.")
+    knowledge: Literal["used", "none", "late", "unavailable"] | None = Field(
+        default=None,
+        description="The knowledge lookup for this response: used (passages given, see sources), none (nothing relevant found), "
+                    "late (given up: over its time budget), unavailable (the knowledge store or embedder failed: answered without "
+                    "knowledge); null: no lookup (no knowledge base on this server, nothing to look up, or a forbidden topic).")
 
 
 class SpeechStarted(_Event):

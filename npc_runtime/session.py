@@ -126,6 +126,9 @@ class Services:
     #: One line per engine on how it runs (e.g. which llama.cpp kernels, and why), shown by ``/readyz``.
     engine_status: list[str] = field(default_factory=list)
     ready_timeout: float = 120.0
+    #: Why the server cannot become ready now (something it waits for is down, e.g. the LLM server cannot be
+    #: reached; a line for the client): while set, session.start gets ``not_ready`` at once instead of waiting.
+    unready_reason: str | None = None
     #: Speech recognition and voice activity detection; voice input is off without both.
     asr: ASR | None = None
     vad: SileroVAD | None = None
@@ -145,6 +148,23 @@ class Services:
     max_sessions: int = 64
     #: Utterances allowed to wait for the final recogniser (all sessions); more are refused with ``busy``.
     asr_max_waiting: int = 4
+
+
+async def _wait_ready(services: Services) -> None:
+    """Wait until the models are warm (at most ``ready_timeout``). ``not_ready`` (retryable) when the time is
+    up, and at once while ``unready_reason`` says something the server waits for is down."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + services.ready_timeout
+    while not services.ready.is_set():
+        if services.unready_reason:
+            raise NpcError(f"the server is not ready: {services.unready_reason}; retry shortly", code="not_ready", retryable=True)
+        left = deadline - loop.time()
+        if left <= 0:
+            raise NpcError("the models are still loading; retry shortly", code="not_ready", retryable=True)
+        try:
+            await asyncio.wait_for(services.ready.wait(), min(left, 0.25))  # a short wait: unready_reason may be set meanwhile
+        except TimeoutError:
+            pass
 
 
 def _cap_chars(texts: list[str], limit: int) -> list[str]:
@@ -170,6 +190,8 @@ class Turn:
         self.input = dataclasses.replace(turn_input, on_admitted=self._admitted)
         self.query = query
         self.sources: list[Passage] = []
+        #: How the knowledge lookup went (response.end ``knowledge``); None: no lookup.
+        self.knowledge: str | None = None
         #: A voice turn's timeline starts where the player's voice ended (ASR time included).
         self.timeline = Timeline(session.clock, start=started_at)
         if started_at is not None:
@@ -250,15 +272,25 @@ class Turn:
         left = self.budget_ms - self.timeline.elapsed_ms()
         if left <= 0:  # already late (slow recognition): answer without passages
             log.info("retrieval skipped: over budget", over_ms=round(-left))
+            self._knowledge("late")
             return
         budget = min(services.retrieval_budget_ms, max(20.0, 0.2 * left))
-        self.sources = await services.knowledge.retrieve(self.input.persona, self.query, k=services.retrieval_k, budget_ms=budget)
+        found = await services.knowledge.retrieve(self.input.persona, self.query, k=services.retrieval_k, budget_ms=budget)
         self.timeline.mark("retrieval")
-        self.sources = [p for p in self.sources if not touches_topic(p.text, topics)]
+        # a Retrieval says whether the lookup failed or was late (a plain list: it worked)
+        outcome = getattr(found, "outcome", None)
+        self.sources = [p for p in found if not touches_topic(p.text, topics)]
         facts = _cap_chars([p.text for p in self.sources], services.facts_max_chars)
         self.sources = self.sources[: len(facts)]
         if facts:
             self.input = dataclasses.replace(self.input, facts=tuple(facts))
+        self._knowledge({"failed": "unavailable", "late": "late"}.get(outcome or "", "used" if facts else "none"))
+
+    def _knowledge(self, result: str) -> None:
+        self.knowledge = result
+        metrics = self.session.services.metrics
+        if metrics is not None:
+            metrics.knowledge_lookups.labels(result=result).inc()
 
     async def _generate(self) -> None:
         filler = asyncio.create_task(self._filler_when_late(), name=f"filler-{self.id}") if self.speaking else None
@@ -400,6 +432,7 @@ class Turn:
             heard_ms=self.heard_ms,
             heard_text=self.heard_text(),
             sources=[p.SourceRef(file=s.source, heading=s.heading, score=round(s.score, 3)) for s in self.sources],
+            knowledge=self.knowledge,  # type: ignore[arg-type]
         )
 
     # -- what the player heard
@@ -566,10 +599,7 @@ class Session:
         if len(set(msg.cast)) != len(msg.cast) or msg.character in msg.cast:
             raise ProtocolError("cast: each other character once, not the session's own", code="invalid_message")
         cast = [self.services.personas.get(cid) for cid in msg.cast]  # unknown_character before anything starts
-        try:
-            await asyncio.wait_for(self.services.ready.wait(), self.services.ready_timeout)
-        except TimeoutError:
-            raise NpcError("the models are still loading; retry shortly", code="not_ready", retryable=True) from None
+        await _wait_ready(self.services)
         self.persona, self.player, self.options = persona, msg.player, msg.options
         await self._recall(persona)
         voices = self.services.voices

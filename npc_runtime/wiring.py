@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+#: The ``/readyz`` line while the LLM server cannot be reached.
+_LLM_DOWN = "llm: unavailable: "
+
 
 def build_asr(settings: Settings) -> tuple[ASR | None, ASR | None, SileroVAD | None]:
     """Speech recognition for finals and for partials (two engines, one thread each: a final never
@@ -153,6 +156,8 @@ class Runtime:
         """Load and warm the models, then mark the runtime ready (``/healthz`` turns 200)."""
         loop = asyncio.get_running_loop()
         t0 = loop.time()
+        if hasattr(self.llm, "on_warm_retry"):  # an LLM server that may be down (vLLM): say so while waiting for it
+            self.llm.on_warm_retry = self._llm_unreachable  # type: ignore[attr-defined]
         await self.llm.warm()
         if getattr(self.llm, "status", ""):
             self.services.engine_status.append(f"llm: {self.llm.status}")  # type: ignore[attr-defined]
@@ -181,6 +186,17 @@ class Runtime:
                 await self.services.asr_partial.warm()
         self.services.ready.set()
         log.info("models warm", llm=self.llm.name, seconds=round(loop.time() - t0, 2))
+
+    def _llm_unreachable(self, problem: str | None) -> None:
+        """The LLM server could not be reached (``problem``), or now can (None): the ``/readyz`` line, and
+        the reason session.start gives (not_ready at once, not a wait for models that are not coming)."""
+        status = self.services.engine_status
+        status[:] = [line for line in status if not line.startswith(_LLM_DOWN)]
+        if problem is None:
+            self.services.unready_reason = None
+        else:
+            status.append(_LLM_DOWN + problem)
+            self.services.unready_reason = "the LLM server cannot be reached"
 
     async def aclose(self) -> None:
         await self.personas.aclose()

@@ -5,8 +5,9 @@ folder ``<root>/<id>/``, the shared ``<root>/world/`` (unless ``use_world_knowle
 and each extra source its persona lists (a folder or a file; relative to the root, or absolute).
 ``start()`` ingests them all, then a polling task owned by the base re-ingests a scope whenever a
 file in its folder changed (mtime or size), appeared or went away: edits are picked up without a
-restart. ``retrieve()`` never raises: late or broken retrieval answers ``[]`` with a warning, so
-a turn goes on without passages.
+restart. ``retrieve()`` never raises: late or broken retrieval answers no passages with a warning, so
+a turn goes on without them; the answer is a :class:`Retrieval` (a list of passages) whose ``outcome``
+tells "nothing relevant" (``empty``) from "could not look" (``late``, ``failed``).
 
 The base owns the store and the embedder it is given: ``aclose()`` stops the polling, then
 closes both.
@@ -21,7 +22,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import structlog
 
@@ -30,12 +31,26 @@ from npc_runtime.knowledge.embed import Embedder
 from npc_runtime.knowledge.ingest import IngestReport, Signature, folder_signature, ingest_folder
 from npc_runtime.knowledge.store import KnowledgeStore, Passage
 
-__all__ = ["KnowledgeBase", "PersonaLike", "source_scope"]
+__all__ = ["KnowledgeBase", "PersonaLike", "Retrieval", "source_scope"]
 
 log = structlog.get_logger(__name__)
 
 #: ``progress(scope, done_chunks, total_chunks)`` during :meth:`KnowledgeBase.sync`.
 SyncProgress = Callable[[str, int, int], None]
+
+
+Outcome = Literal["found", "empty", "late", "failed"]
+
+
+class Retrieval(list[Passage]):
+    """The passages of one lookup (a plain list of them, best first) and how the lookup went:
+    ``found`` (passages), ``empty`` (looked, nothing relevant enough), ``late`` (over its time budget:
+    given up), ``failed`` (the store or the embedder failed, e.g. Chroma unreachable: ``error`` says why)."""
+
+    def __init__(self, passages: Iterable[Passage] = (), outcome: Outcome | None = None, error: str | None = None) -> None:
+        super().__init__(passages)
+        self.outcome: Outcome = outcome or ("found" if self else "empty")
+        self.error = error
 
 
 class PersonaLike(Protocol):
@@ -99,13 +114,14 @@ class KnowledgeBase:
         await self.sync(personas_provider())
 
     async def retrieve(self, persona: PersonaLike, query: str, *, k: int = 3, budget_ms: float = 150.0,
-                       min_score: float = 0.25) -> list[Passage]:
+                       min_score: float = 0.25) -> Retrieval:
         """The ``k`` passages of the persona's scopes most similar to ``query`` (score >= ``min_score``),
         best first, duplicates dropped. Everything runs under a ``budget_ms`` deadline: late or failed
-        retrieval gives ``[]`` and a warning, never an exception. Cancel-safe (a cancelled embed or
-        query finishes in its engine thread; its result is dropped)."""
+        retrieval gives no passages and a warning, never an exception; its :class:`Retrieval` says
+        ``late`` or ``failed``. Cancel-safe (a cancelled embed or query finishes in its engine thread;
+        its result is dropped)."""
         if k <= 0 or not query.strip():
-            return []
+            return Retrieval()
         started = time.perf_counter()
         try:
             async with asyncio.timeout(budget_ms / 1000):
@@ -115,17 +131,17 @@ class KnowledgeBase:
                     found.extend(await self.store.query(scope, vector, k))
         except TimeoutError:
             log.warning("knowledge_retrieve_late", character=persona.id, budget_ms=budget_ms)
-            return []
+            return Retrieval(outcome="late")
         except NpcError as exc:
             log.warning("knowledge_retrieve_failed", character=persona.id, code=exc.code, error=exc.message)
-            return []
+            return Retrieval(outcome="failed", error=exc.code)
         except Exception as exc:  # noqa: BLE001 - retrieval never fails a turn
             log.warning("knowledge_retrieve_failed", character=persona.id, error=type(exc).__name__)
-            return []
+            return Retrieval(outcome="failed", error=type(exc).__name__)
         passages = _best(found, k, min_score)
         log.debug("knowledge_retrieved", character=persona.id, passages=len(passages),
                   top=round(passages[0].score, 3) if passages else None, ms=round((time.perf_counter() - started) * 1000, 1))
-        return passages
+        return Retrieval(passages)
 
     async def aclose(self) -> None:
         """Stop polling, close the store and the embedder; idempotent."""

@@ -22,6 +22,10 @@ response at once, which drops the connection; vLLM sees the disconnect and abort
 request, freeing its batch slot. No await inside is left holding the response: every wait
 for the server is bounded by the first-token / total deadlines. :meth:`validate_grammar`
 and :meth:`warm` are plain coroutines and may be cancelled at any await.
+
+Start-up: :meth:`warm` waits for vLLM as long as it takes (a supervisor decides when to give up):
+each failed attempt logs a warning with the URL and the error and is reported to
+``on_warm_retry``; the next comes after 0.5 s, doubling up to ``warm_retry_max_s``.
 """
 
 from __future__ import annotations
@@ -30,13 +34,16 @@ import asyncio
 import json
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
+import structlog
 
 from npc_runtime.errors import GrammarError, LLMError, LLMRejected, LLMUnavailable
 from npc_runtime.llm.base import ChatMessage, GenerationRequest, LLMChunk
+
+log = structlog.get_logger(__name__)
 
 _MAX_MESSAGE = 300
 
@@ -76,6 +83,8 @@ class VLLMEngine:
     accepted). ``connect_timeout`` bounds opening a connection (retried ``max_retries``
     times: only a request that never reached the server is retried), ``first_token_timeout``
     the wait from sending a request to its first event, ``total_timeout`` a whole generation.
+    ``warm_timeout``: how long :meth:`warm` waits for the server (None: as long as it takes),
+    ``warm_retry_max_s`` the longest pause between its attempts.
     """
 
     def __init__(
@@ -88,7 +97,8 @@ class VLLMEngine:
         first_token_timeout: float = 15.0,
         total_timeout: float = 60.0,
         max_retries: int = 2,
-        warm_timeout: float = 180.0,
+        warm_timeout: float | None = None,
+        warm_retry_max_s: float = 10.0,
         grammar_cache_size: int = 256,
     ) -> None:
         base = base_url.rstrip("/")
@@ -100,6 +110,10 @@ class VLLMEngine:
         self.total_timeout = total_timeout
         self.max_retries = max_retries
         self.warm_timeout = warm_timeout
+        self.warm_retry_max_s = warm_retry_max_s
+        #: Called by :meth:`warm` after each failed attempt with what is wrong (a line for ``/readyz``), and with
+        #: None once vLLM answers.
+        self.on_warm_retry: Callable[[str | None], None] | None = None
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         # read=None: reads are bounded by our own first-token / total deadlines.
         timeout = httpx.Timeout(connect=connect_timeout, read=None, write=10.0, pool=connect_timeout)
@@ -237,21 +251,42 @@ class VLLMEngine:
 
     # ---- the LLM interface ------------------------------------------------------------------
     async def warm(self) -> None:
-        """Wait (up to ``warm_timeout``) until ``/health`` answers 200, then run one tiny
-        request so that the first real turn does not pay for lazy initialisation."""
-        deadline = time.monotonic() + self.warm_timeout
-        last = "no answer"
+        """Wait until ``/health`` answers 200 and one tiny request succeeds (so that the first real turn
+        does not pay for lazy initialisation). While vLLM cannot be reached (or answers 5xx), each attempt
+        logs a warning (URL, error), calls ``on_warm_retry`` and tries again after a pause (0.5 s, doubling,
+        at most ``warm_retry_max_s``): forever, or until ``warm_timeout`` when set (then
+        :class:`LLMUnavailable`). A request vLLM rejects (HTTP 4xx: a wrong model name) is raised at once."""
+        started = time.monotonic()
+        pause, attempt = 0.5, 0
         while True:
+            attempt += 1
             try:
-                r = await self._client.get("/health", timeout=self.connect_timeout)
-                if r.status_code == 200:
-                    break
-                last = f"HTTP {r.status_code}"
-            except httpx.TransportError as e:
-                last = _trim(str(e)) or type(e).__name__
-            if time.monotonic() >= deadline:
-                raise LLMUnavailable(f"vLLM at {self.base_url} not ready after {self.warm_timeout:g} s ({last})")
-            await asyncio.sleep(0.5)
+                await self._warm_once()
+                break
+            except LLMRejected:
+                raise
+            except LLMError as e:  # LLMUnavailable, or a 5xx while it starts
+                problem = e.message
+            if self.warm_timeout is not None and time.monotonic() - started >= self.warm_timeout:
+                raise LLMUnavailable(f"vLLM at {self.base_url} not ready after {self.warm_timeout:g} s ({problem})")
+            log.warning("vLLM not reachable; retrying", url=self.base_url, attempt=attempt, error=problem, retry_in_s=pause)
+            if self.on_warm_retry is not None:
+                self.on_warm_retry(f"vLLM not reachable (attempt {attempt}: {problem}); retrying in {pause:g} s")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, self.warm_retry_max_s)
+        if attempt > 1:
+            log.info("vLLM reachable", url=self.base_url, attempts=attempt, waited_s=round(time.monotonic() - started, 1))
+        if self.on_warm_retry is not None:
+            self.on_warm_retry(None)
+
+    async def _warm_once(self) -> None:
+        """One attempt: ``/health`` must answer 200, then a ``max_tokens=1`` request must succeed."""
+        try:
+            r = await self._client.get("/health", timeout=self.connect_timeout)
+        except httpx.TransportError as e:
+            raise LLMUnavailable(_trim(str(e)) or type(e).__name__) from e
+        if r.status_code != 200:
+            raise LLMUnavailable(f"/health answered HTTP {r.status_code}")
         probe = GenerationRequest(messages=[_user("Hi")], max_tokens=1, temperature=0.0)
         await self._complete(self._payload(probe, stream=False), self.total_timeout)
 
