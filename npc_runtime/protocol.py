@@ -15,7 +15,9 @@ server event into a text frame. Nothing here touches a socket.
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -30,6 +32,11 @@ MAX_MESSAGE_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 2000
 #: Largest binary (microphone audio) frame from a client: ``audio_frame_too_large``.
 MAX_AUDIO_FRAME_BYTES = 64 * 1024
+#: Deepest nesting of arrays and objects in a client message (the deepest valid one, a ``session.start`` with a
+#: scene, needs 4). Deeper frames get ``invalid_message`` before they are parsed, so without ``ref``.
+MAX_DEPTH = 32
+#: Longest client message id (``ref`` echoes only ids that are strings this long at most).
+MAX_ID_CHARS = 64
 
 
 class _Msg(BaseModel):
@@ -345,23 +352,24 @@ _server_adapter: TypeAdapter[Any] = TypeAdapter(ServerEvent)
 
 
 def parse_client_message(frame: str | bytes) -> Any:
-    """Parse one text frame from a client. Raises :class:`ProtocolError` with a stable code."""
-    size = len(frame) if isinstance(frame, bytes) else len(frame.encode("utf-8", "surrogatepass"))
-    if size > MAX_MESSAGE_BYTES:
-        raise ProtocolError(f"message of {size} bytes exceeds the limit of {MAX_MESSAGE_BYTES}", code="message_too_large")
-    try:
-        data = json.loads(frame)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"not valid JSON: {exc}", code="bad_json") from None
+    """Parse one text frame from a client. Raises :class:`ProtocolError` with a stable code: ``message_too_large``,
+    ``bad_json`` (not JSON, or NaN/Infinity), ``invalid_message`` (not an object, nested deeper than
+    :data:`MAX_DEPTH`, wrong fields; a string that is not valid Unicode, i.e. a lone surrogate escape, is a wrong field),
+    ``unknown_type``, ``invalid_scene``, ``text_too_large``. Error messages never quote what the player sent beyond
+    field names and a short ``type``, and are always encodable."""
+    data = _load(frame)
     if not isinstance(data, dict):
         raise ProtocolError("a message must be a JSON object", code="invalid_message")
     kind = data.get("type")
-    if kind not in CLIENT_TYPES:
-        raise ProtocolError(f"unknown message type {kind!r}; expected one of {', '.join(CLIENT_TYPES)}", code="unknown_type")
+    if not isinstance(kind, str) or kind not in CLIENT_TYPES:
+        raise ProtocolError(f"{_unknown_type(kind)}; expected one of {', '.join(CLIENT_TYPES)}", code="unknown_type")
     try:
         msg = _client_adapter.validate_python(data)
     except ValidationError as exc:
         raise ProtocolError(_describe(exc, kind), code=_code_for(exc)) from None
+    # pydantic refuses a lone surrogate only in strings it has to measure (max_length, pattern): not in response_id
+    if (isinstance(frame, bytes) or "\\u" in frame) and not _encodable(json.dumps(data, ensure_ascii=False)):
+        raise ProtocolError("a string is not valid Unicode (a lone surrogate escape, \\ud800-\\udfff)", code="invalid_message")
     text = getattr(msg, "text", None) or getattr(msg, "description", None)
     if text is not None and len(text) > MAX_TEXT_CHARS:
         raise ProtocolError(f"text of {len(text)} characters exceeds the limit of {MAX_TEXT_CHARS}", code="text_too_large")
@@ -369,13 +377,94 @@ def parse_client_message(frame: str | bytes) -> Any:
 
 
 def message_ref(frame: str | bytes) -> str | None:
-    """Best-effort client message id of a frame that failed to parse (for ``error.ref``)."""
+    """Best-effort client message id of a frame that failed to parse (for ``error.ref``): the ``id`` of a JSON object
+    when it is a string of at most :data:`MAX_ID_CHARS` characters that can be encoded (no lone surrogate); ``None``
+    for a frame too large, not JSON or nested too deeply (its id is not read)."""
     try:
-        data = json.loads(frame)
-    except (ValueError, UnicodeDecodeError):
+        data = _load(frame)
+    except ProtocolError:
         return None
     ref = data.get("id") if isinstance(data, dict) else None
-    return ref if isinstance(ref, str) and len(ref) <= 64 else None
+    return ref if isinstance(ref, str) and len(ref) <= MAX_ID_CHARS and _encodable(ref) else None
+
+
+def _load(frame: str | bytes) -> Any:
+    """The JSON value of a frame within the size and depth limits, or :class:`ProtocolError`. Never recurses deeper
+    than :data:`MAX_DEPTH` (a frame nested 1000 deep would otherwise raise ``RecursionError``)."""
+    unicode = True
+    if isinstance(frame, bytes):
+        size = len(frame)
+    else:
+        try:
+            size = len(frame.encode("utf-8"))
+        except UnicodeEncodeError:  # a str with a raw lone surrogate (never from websockets, which decodes strictly)
+            size, unicode = len(frame.encode("utf-8", "surrogatepass")), False
+    if size > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"message of {size} bytes exceeds the limit of {MAX_MESSAGE_BYTES}", code="message_too_large")
+    if not unicode:
+        raise ProtocolError("not valid JSON: not valid Unicode text", code="bad_json")
+    if isinstance(frame, bytes):
+        try:
+            frame = frame.decode(json.detect_encoding(frame))
+        except UnicodeDecodeError:
+            raise ProtocolError("not valid JSON: not UTF-8 text", code="bad_json") from None
+    if _deeper_than(frame, MAX_DEPTH):
+        raise ProtocolError(f"arrays and objects nested deeper than {MAX_DEPTH} levels", code="invalid_message")
+    try:
+        return json.loads(frame, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:  # RecursionError: cannot happen within MAX_DEPTH; never let it out
+        raise ProtocolError(f"not valid JSON: {_printable(str(exc), 200)}", code="bad_json") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+#: A JSON string (an unterminated one runs to the end of the frame); what is not a bracket.
+_STRING = re.compile(r'"(?:[^"\\]+|\\.)*"?', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def _deeper_than(text: str, limit: int) -> bool:
+    """Whether arrays/objects nest deeper than ``limit`` in ``text`` (brackets inside strings do not count), scanned
+    without parsing (also for frames that are not valid JSON): ~3 ms for a frame of 64 KiB of brackets."""
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    return max(itertools.accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0) > limit
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` can be sent (UTF-8 has no lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, lone surrogates written as escapes: safe to put in an error message."""
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _unknown_type(kind: Any) -> str:
+    if kind is None:
+        return "a message needs a type"
+    if isinstance(kind, str):
+        return f"unknown message type {_printable(repr(kind), 40)}"
+    return f"the message type must be a string, not {_json_kind(kind)}"
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {dict: "an object", list: "an array"}.get(type(value), type(value).__name__)
 
 
 def _code_for(exc: ValidationError) -> str:
@@ -388,13 +477,14 @@ def _code_for(exc: ValidationError) -> str:
 def _describe(exc: ValidationError, kind: str) -> str:
     parts = []
     for err in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in err["loc"][1:]) or "(message)"
-        parts.append(f"{loc}: {err['msg']}")
+        loc = ".".join(_printable(str(p), 40) for p in err["loc"][1:]) or "(message)"
+        parts.append(f"{loc}: {_printable(err['msg'], 200)}")
     return f"invalid {kind}: " + "; ".join(parts)
 
 
 def encode_event(event: BaseModel) -> str:
-    """Serialize a server event to a text frame."""
+    """Serialize a server event to a text frame. Raises ``ValueError`` (pydantic's serialization error) for an event
+    that cannot be sent, e.g. a string holding a lone surrogate."""
     return event.model_dump_json(exclude_none=False)
 
 

@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from npc_runtime import protocol as p
-from npc_runtime.errors import ProtocolError
+from npc_runtime.errors import NpcError, ProtocolError
 from npc_runtime.metrics import CONTENT_TYPE
 from npc_runtime.session import Services, Session
 
@@ -187,21 +187,44 @@ class NpcServer:
 
     @staticmethod
     async def _on_frame(frame: str | bytes, session: Session) -> None:
-        if isinstance(frame, bytes):
-            await session.feed_audio(frame)
-            return
+        """One frame from the client. Bad input gets an ``error`` event with its code; a bug while handling a frame
+        gets an ``internal`` one (and an error log with the traceback) instead of taking the connection down (1011)."""
+        kind, ref = "binary", None
         try:
-            msg = p.parse_client_message(frame)
-        except ProtocolError as exc:
-            await session.send_error(exc, p.message_ref(frame) if len(frame) <= p.MAX_MESSAGE_BYTES else None)
-            return
-        await session.handle(msg)
+            if isinstance(frame, bytes):
+                await session.feed_audio(frame)
+                return
+            try:
+                msg = p.parse_client_message(frame)
+            except ProtocolError as exc:
+                await session.send_error(exc, p.message_ref(frame))
+                return
+            kind, ref = msg.type, msg.id
+            await session.handle(msg)
+        except Exception:
+            log.exception("handling a client message failed", message_type=kind)
+            await session.send_error(NpcError("the server failed on this message (a bug: please report it)"), ref)
 
     @staticmethod
     async def _write_pump(ws: ServerConnection, session: Session) -> None:
+        """Drain the session's outbox into the socket, in order. An event that cannot be encoded (a bug, e.g. a lone
+        surrogate in a string) is logged and sent as an ``internal`` error instead: the pump never dies on one event."""
         try:
             while True:
                 item: Any = await session.outbox.get()
-                await ws.send(item if isinstance(item, bytes) else p.encode_event(item))
+                if isinstance(item, bytes):
+                    await ws.send(item)
+                    continue
+                try:
+                    frame = p.encode_event(item)
+                except Exception:
+                    log.exception("an event could not be encoded", event_type=str(getattr(item, "type", type(item).__name__)))
+                    response_id = getattr(item, "response_id", None)
+                    if session.services.metrics is not None:
+                        session.services.metrics.error("internal")
+                    frame = p.encode_event(p.ErrorEvent(
+                        code="internal", message="the server could not encode an event (a bug: please report it)",
+                        response_id=response_id if isinstance(response_id, str) and response_id.isascii() else None))
+                await ws.send(frame)
         except ConnectionClosed:
             pass

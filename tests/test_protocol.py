@@ -89,3 +89,67 @@ def test_schema_covers_every_message_type() -> None:
     text = json.dumps(p.json_schema())
     for kind in (*p.CLIENT_TYPES, "session.ready", "response.start", "response.text.delta", "response.action", "response.end", "error", "pong"):
         assert f'"{kind}"' in text
+
+
+# --------------------------------------------------------------------------- frames that once crashed the server (issue 15)
+
+
+def _nested(depth: int, shape: str = "[") -> str:
+    return "[" * depth + "]" * depth if shape == "[" else '{"a":' * (depth - 1) + "{}" + "}" * (depth - 1)
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (_nested(1000), "invalid_message"),  # was an uncaught RecursionError
+        (_nested(100_000)[:60_000], "invalid_message"),  # cut off: too deep is said before not JSON
+        (_nested(p.MAX_DEPTH + 1), "invalid_message"),
+        (_nested(p.MAX_DEPTH), "invalid_message"),  # within the limit: parsed, and not an object
+        (_nested(p.MAX_DEPTH, "{"), "unknown_type"),
+        ('{"type": "ping", "x": ' + _nested(p.MAX_DEPTH - 1) + "}", "invalid_message"),  # 32 deep: an extra field
+        ('{"type": "ping", "x": ' + _nested(p.MAX_DEPTH) + "}", "invalid_message"),  # 33 deep
+        ('{"type": "ping", "x": "' + "[" * 5000 + '"}', "invalid_message"),  # brackets in a string are text: extra field
+        ('{"type": "ping", "x": NaN}', "bad_json"),  # Python's json reads NaN/Infinity; JSON has neither
+        ('{"type": "ping", "x": -Infinity}', "bad_json"),
+        ('{"type": "ping", "id": "\\ud800"}', "invalid_message"),  # a lone surrogate: not valid Unicode
+        ('{"type": "input.text", "text": "hi \\udfff"}', "invalid_message"),
+        ('{"type": "playback.mark", "response_id": "\\ud800", "played_ms": 1}', "invalid_message"),  # pydantic lets it in
+        ('{"type": "response.cancel", "response_id": "\\udc00x"}', "invalid_message"),
+        ('{"type": "scene.update", "scene": {"name": "\\ud800"}}', "invalid_scene"),
+        ('{"type": "\\ud800"}', "unknown_type"),
+        ('{"type": ["ping"]}', "unknown_type"),
+        ("{\"type\": \"ping\", \"id\": \"\ud800\"}", "bad_json"),  # a raw surrogate in a str (not from websockets)
+    ],
+)
+def test_hostile_frames_get_a_stable_code(frame: str, code: str) -> None:
+    assert _code(frame) == code
+
+
+def test_an_escaped_surrogate_pair_is_one_character() -> None:
+    msg = p.parse_client_message('{"type": "response.cancel", "id": "\\ud83d\\ude00", "response_id": "\\ud83d\\ude00"}')
+    assert msg.id == msg.response_id == "\U0001f600"
+
+
+def test_message_ref_only_reads_ids_that_can_be_sent() -> None:
+    assert p.message_ref('{"type": "ping", "id": "\\ud800"}') is None
+    assert p.message_ref('{"type": "playback.mark", "id": "m1", "response_id": "\\ud800"}') == "m1"
+    assert p.message_ref('{"id": "m2", "x": ' + _nested(1000) + "}") is None  # too deep: not read
+    assert p.message_ref(json.dumps({"id": "m3", "pad": "x" * p.MAX_MESSAGE_BYTES})) is None  # too large: not read
+    assert p.message_ref('{"id": "m4", "x": NaN}') is None
+    assert p.message_ref(json.dumps({"id": "x" * (p.MAX_ID_CHARS + 1)})) is None
+    assert p.message_ref(_nested(1000)) is None
+
+
+def test_error_messages_are_short_and_can_always_be_sent() -> None:
+    frames = ['{"type": "' + "t" * 60_000 + '"}', '{"type": "ping", "' + "k" * 60_000 + '": 1}',
+              '{"type": "\\ud800"}', '{"type": "ping", "\\ud800\\udfff": 1}', '{"type": "ping", "\\udfff": 1}']
+    for frame in frames:
+        with pytest.raises(ProtocolError) as info:
+            p.parse_client_message(frame)
+        assert len(info.value.message) < 600
+        p.encode_event(p.ErrorEvent(code=info.value.code, message=info.value.message))
+
+
+def test_an_event_that_cannot_be_encoded_raises_value_error() -> None:
+    with pytest.raises(ValueError):
+        p.encode_event(p.ErrorEvent(code="x", message="m", ref="\ud800"))
