@@ -58,6 +58,8 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
         "log_format": args.log_format, "log_level": args.log_level,
         "host": getattr(args, "host", None), "port": getattr(args, "port", None),
     }
+    for name in ("auth_secret_file", "api_key_file", "auth_audience", "allow_origin", "insecure", "start_timeout_s", "max_per_address"):
+        flags[name] = getattr(args, name, None)
     flags.update(overrides)
     return Settings(**{k: v for k, v in flags.items() if v is not None})
 
@@ -67,8 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="run the WebSocket server")
-    s.add_argument("--host", help="interface (default 127.0.0.1)")
+    s.add_argument("--host", help="interface (default 127.0.0.1; any other needs auth or --insecure)")
     s.add_argument("--port", type=int, help="port (default 8765; 0 = any free port)")
+    a = s.add_argument_group("access (docs/security.md)")
+    a.add_argument("--auth-secret-file", type=Path, metavar="FILE", help="HMAC-SHA256 secret for player tokens (JWT; or NPC_AUTH_SECRET): turns auth on")
+    a.add_argument("--api-key-file", type=Path, metavar="FILE", help="static API keys for tools and backends, one per line (or NPC_API_KEYS): turns auth on")
+    a.add_argument("--auth-audience", metavar="AUD", help="player tokens must carry this aud claim")
+    a.add_argument("--allow-origin", action="append", metavar="ORIGIN", help="a browser origin allowed to connect (repeatable; '*': any)")
+    a.add_argument("--insecure", action="store_true", default=None, help="listen beyond loopback without auth (anyone could talk as any player)")
+    a.add_argument("--start-timeout", dest="start_timeout_s", type=float, metavar="S", help="close connections that send no session.start within S seconds (default 10)")
+    a.add_argument("--max-per-address", type=int, metavar="N", help="WebSocket connections per client address (default 16; 0: no limit; loopback not counted)")
     _add_runtime_flags(s)
 
     for name, text in (("say", "one turn: say TEXT to CHARACTER"), ("chat", "talk to CHARACTER in the terminal")):
@@ -131,7 +141,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     sc = sub.add_parser("schema", help="write the protocol's JSON Schema")
     sc.add_argument("--out", type=Path, default=DEFAULT_SCHEMA_PATH, help=f"output file (default {DEFAULT_SCHEMA_PATH}; '-' for stdout)")
+
+    t = sub.add_parser("token", help="sign a player token for a server with --auth-secret-file (testing; a game backend signs its own)")
+    t.add_argument("player", help="player id (the token's sub: memory is kept under it)")
+    t.add_argument("--auth-secret-file", type=Path, metavar="FILE", help="the server's secret (default: NPC_AUTH_SECRET)")
+    t.add_argument("--ttl", type=float, default=900.0, metavar="S", help="seconds the token is valid (default 900)")
+    t.add_argument("--characters", help="comma-separated persona ids the token may talk to (default: any)")
+    t.add_argument("--name", help="how characters call the player")
     return ap
+
+
+def _token(args: argparse.Namespace) -> int:
+    from npc_runtime.access import load_access
+    from npc_runtime.errors import NpcError
+
+    try:
+        access = load_access(secret_file=args.auth_secret_file, api_key_file=None)
+        characters = [c.strip() for c in args.characters.split(",") if c.strip()] if args.characters else None
+        print(access.issue(args.player, ttl_s=args.ttl, characters=characters, name=args.name))
+    except NpcError as exc:
+        print(f"npc token: {exc.message}", file=sys.stderr)
+        return 2
+    return 0
 
 
 async def _serve(settings: Settings) -> int:
@@ -142,8 +173,20 @@ async def _serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    from npc_runtime.access import check_bind, load_access
+    from npc_runtime.errors import NpcError
+    from npc_runtime.server import ConnectionLimits
+
+    try:
+        access = load_access(secret_file=settings.auth_secret_file, api_key_file=settings.api_key_file,
+                             allow_origins=settings.allow_origin, audience=settings.auth_audience)
+        check_bind(settings.host, access, insecure=settings.insecure)
+    except NpcError as exc:
+        print(f"npc serve: {exc.message}", file=sys.stderr)
+        return 2
+    limits = ConnectionLimits(start_timeout_s=settings.start_timeout_s, max_per_address=settings.max_per_address)
     runtime = await build_runtime(settings)
-    server = NpcServer(runtime.services, host=settings.host, port=settings.port)
+    server = NpcServer(runtime.services, host=settings.host, port=settings.port, access=access, limits=limits)
     try:
         await server.start()
         print(f"npc_runtime listening on {server.url} (health: http://{settings.host}:{server.port}/healthz)", file=sys.stderr, flush=True)
@@ -385,6 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status
     if args.command == "schema":
         return _schema(args.out)
+    if args.command == "token":
+        return _token(args)
     if args.command == "ingest":
         from npc_runtime.knowledge.cli import ingest_main
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -56,8 +57,13 @@ class NpcClient:
 
     @classmethod
     @asynccontextmanager
-    async def connect(cls, url: str, *, open_timeout: float = 30.0) -> AsyncIterator["NpcClient"]:
-        async with connect(url, open_timeout=open_timeout, max_size=None) as ws:
+    async def connect(cls, url: str, *, open_timeout: float = 30.0, token: str | None = None) -> AsyncIterator["NpcClient"]:
+        """Connect to a server. ``token``: a player token or an API key for a server with auth on (sent as
+        ``Authorization: Bearer``); default: the ``NPC_API_KEY`` environment variable, if set (how ``npc bench``,
+        ``npc sim`` and ``npc say --server`` reach such a server)."""
+        token = token if token is not None else os.environ.get("NPC_API_KEY") or None
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        async with connect(url, open_timeout=open_timeout, max_size=None, additional_headers=headers) as ws:
             yield cls(ws)
 
     def _next_id(self) -> str:
@@ -95,7 +101,7 @@ class NpcClient:
         character: str,
         *,
         scene: Scene | dict[str, Any] | None = None,
-        player_id: str = "player",
+        player_id: str | None = "player",
         player_name: str | None = None,
         options: dict[str, Any] | None = None,
         cast: list[str] | None = None,
@@ -115,8 +121,8 @@ class NpcClient:
 
     async def say(self, text: str) -> AsyncIterator[Any]:
         """Send one utterance and yield every event up to and including its ``response.end``."""
-        await self.send(p.TextInput(text=text))
-        async for event in self._until_end():
+        ref = await self.send(p.TextInput(text=text))
+        async for event in self._until_end(ref):
             yield event
 
     async def send_audio(self, pcm: bytes) -> None:
@@ -157,7 +163,10 @@ class NpcClient:
     async def game_event(self, description: str, *, react: bool = False) -> str | None:
         return await self.send(p.GameEvent(description=description, react=react))
 
-    async def _until_end(self) -> AsyncIterator[Any]:
+    async def _until_end(self, ref: str | None = None) -> AsyncIterator[Any]:
+        """Events up to the response's end; an error before the response started ends it too when it answers
+        ``ref`` (the message that asked for the response) or closes the connection, not when it is about something
+        else (a ``memory_unavailable`` for an earlier turn)."""
         response_id: str | None = None
         async for event in self.events():
             yield event
@@ -165,5 +174,6 @@ class NpcClient:
                 response_id = event.response_id
             if isinstance(event, p.ResponseEnd) and event.response_id == response_id:
                 return
-            if isinstance(event, p.ErrorEvent) and event.response_id is None and response_id is None:
+            if (isinstance(event, p.ErrorEvent) and event.response_id is None and response_id is None
+                    and (ref is None or event.ref == ref or event.fatal)):
                 return

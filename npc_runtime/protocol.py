@@ -47,7 +47,8 @@ class _Msg(BaseModel):
 
 
 class Player(_Msg):
-    id: EntityId = Field(default="player", description="Stable player id (memory is kept per player and character).")
+    id: EntityId | None = Field(default=None, description="Stable player id (memory is kept per player and character). Left out: an "
+                                                       "anonymous player, remembered by no one. With auth on it comes from the player token (this field is ignored).")
     name: str | None = Field(default=None, max_length=80, description="How the character should call the player.")
 
 

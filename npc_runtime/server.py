@@ -12,9 +12,11 @@ client goes away the session is closed and every task it owned is awaited.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import http
 import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from npc_runtime import protocol as p
+from npc_runtime.access import OPEN, Access, AccessDenied, Identity, is_loopback_host
 from npc_runtime.errors import NpcError, ProtocolError
 from npc_runtime.metrics import CONTENT_TYPE
 from npc_runtime.session import Services, Session
@@ -63,14 +66,34 @@ def demo_file(path: str, root: Path = DEMO_DIR) -> Path | None:
     return resolved
 
 
-class NpcServer:
-    """Serves the protocol on ``host:port`` (port 0 picks a free one; see :attr:`port`)."""
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """Limits per connection and per address (docs/security.md). ``start_timeout_s``: a connection that has not
+    sent ``session.start`` by then gets a ``start_timeout`` error and is closed (1008). ``max_per_address``: open
+    WebSocket connections per client address (0: no limit; a new one past it is refused with HTTP 429);
+    ``limit_loopback``: whether loopback clients count (off by default: local tools, tests and a reverse proxy on the
+    same box connect from loopback)."""
 
-    def __init__(self, services: Services, *, host: str = "127.0.0.1", port: int = 8765) -> None:
+    start_timeout_s: float = 10.0
+    max_per_address: int = 16
+    limit_loopback: bool = False
+
+
+class NpcServer:
+    """Serves the protocol on ``host:port`` (port 0 picks a free one; see :attr:`port`). ``access``: who may connect
+    (:mod:`npc_runtime.access`; default: open, for loopback); ``limits``: :class:`ConnectionLimits`."""
+
+    def __init__(self, services: Services, *, host: str = "127.0.0.1", port: int = 8765, access: Access | None = None,
+                 limits: ConnectionLimits | None = None) -> None:
         self.services = services
         self.host, self._port = host, port
+        self.access = access or Access()
+        self.limits = limits or ConnectionLimits()
         self._server: Server | None = None
         self.sessions: set[Session] = set()
+        #: Open WebSocket connections per client address, and each handshake's identity (until its handler takes it).
+        self._per_address: collections.Counter[str] = collections.Counter()
+        self._identities: dict[ServerConnection, Identity] = {}
 
     @property
     def port(self) -> int:
@@ -100,7 +123,7 @@ class NpcServer:
             await self._server.wait_closed()
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = request.path.split("?", 1)[0]
+        path, _, query = request.path.partition("?")
         if path == "/healthz":
             return connection.respond(http.HTTPStatus.OK, "ok\n")
         if path == "/readyz":
@@ -109,6 +132,8 @@ class NpcServer:
                 return connection.respond(http.HTTPStatus.OK, "ready\n" + details)
             return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "warming up\n" + details)
         if path == "/metrics" and self.services.metrics is not None:
+            if (refused := self._refuse_http(connection, request, query)) is not None:
+                return refused
             response = connection.respond(http.HTTPStatus.OK, "")
             response.body = self.services.metrics.render()
             for name, value in (("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(response.body)))):
@@ -117,10 +142,58 @@ class NpcServer:
             return response
         if request.headers.get("Upgrade", "").lower() != "websocket":
             if path == "/demo" or path.startswith("/demo/"):
+                if not is_loopback_host(_peer(connection)):  # static files: publish them with your own web server
+                    return self._refusal(connection, http.HTTPStatus.FORBIDDEN, "forbidden", "the demo is served to loopback clients only")
                 return self._demo(connection, request.path)
             return connection.respond(http.HTTPStatus.NOT_FOUND,
                                       "npc_runtime: connect with a WebSocket; GET /healthz, /readyz, /metrics, /demo\n")
+        return self._admit(connection, request, query)
+
+    def _admit(self, connection: ServerConnection, request: Request, query: str) -> Response | None:
+        """A WebSocket handshake: its Origin, its credential, its address's share. None lets it in."""
+        headers = request.headers
+        if not self.access.origin_allowed(headers.get("Origin"), headers.get("Host")):
+            log.warning("connection refused: origin not allowed", origin=headers.get("Origin", "")[:200])
+            return self._refusal(connection, http.HTTPStatus.FORBIDDEN, "origin_not_allowed",
+                                 "this page's origin may not connect (the server's --allow-origin list)")
+        try:
+            identity = self.access.authenticate(headers, query)
+        except AccessDenied as exc:
+            log.warning("connection refused: not authenticated", reason=exc.message, peer=_peer(connection))
+            return self._refusal(connection, http.HTTPStatus.UNAUTHORIZED, exc.code, exc.message)
+        address = _peer(connection)
+        limit = self.limits.max_per_address
+        if limit and (self.limits.limit_loopback or not is_loopback_host(address)) and self._per_address[address] >= limit:
+            log.warning("connection refused: too many from one address", peer=address, open=self._per_address[address])
+            if self.services.metrics is not None:
+                self.services.metrics.refused.inc()
+            response = self._refusal(connection, http.HTTPStatus.TOO_MANY_REQUESTS, "too_many_connections",
+                                     f"at most {limit} connections per address")
+            response.headers["Retry-After"] = "5"
+            return response
+        self._identities[connection] = identity
         return None
+
+    def _refuse_http(self, connection: ServerConnection, request: Request, query: str) -> Response | None:
+        """``/metrics``: loopback clients, or any client with a valid credential when auth is on."""
+        if is_loopback_host(_peer(connection)):
+            return None
+        if not self.access.enabled:
+            return self._refusal(connection, http.HTTPStatus.FORBIDDEN, "forbidden", "loopback only while auth is off")
+        try:
+            self.access.authenticate(request.headers, query)
+        except AccessDenied as exc:
+            return self._refusal(connection, http.HTTPStatus.UNAUTHORIZED, exc.code, exc.message)
+        return None
+
+    @staticmethod
+    def _refusal(connection: ServerConnection, status: http.HTTPStatus, code: str, message: str) -> Response:
+        """An HTTP refusal whose body is an ``error`` event (what a WebSocket client would have been told)."""
+        event = p.ErrorEvent(code=code, message=message, retryable=status is http.HTTPStatus.TOO_MANY_REQUESTS, fatal=True)
+        response = connection.respond(status, p.encode_event(event) + "\n")
+        del response.headers["Content-Type"]
+        response.headers["Content-Type"] = "application/json"
+        return response
 
     @staticmethod
     def _demo(connection: ServerConnection, target: str) -> Response:
@@ -146,6 +219,17 @@ class NpcServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         structlog.contextvars.clear_contextvars()
+        identity = self._identities.pop(ws, OPEN)
+        address = _peer(ws)
+        self._per_address[address] += 1
+        try:
+            await self._serve_connection(ws, identity)
+        finally:
+            self._per_address[address] -= 1
+            if self._per_address[address] <= 0:
+                del self._per_address[address]
+
+    async def _serve_connection(self, ws: ServerConnection, identity: Identity) -> None:
         metrics = self.services.metrics
         if len(self.sessions) >= self.services.max_sessions:
             log.warning("server full; connection refused", sessions=len(self.sessions))
@@ -158,7 +242,7 @@ class NpcServer:
                 await ws.send(p.encode_event(busy))
                 await ws.close(1013, "server full")
             return
-        session = Session(self.services)
+        session = Session(self.services, identity=identity)
         self.sessions.add(session)
         if metrics is not None:
             metrics.sessions.inc()
@@ -167,9 +251,11 @@ class NpcServer:
         try:
             async with asyncio.TaskGroup() as tg:
                 writer = tg.create_task(self._write_pump(ws, session), name=f"write-{session.id}")
+                deadline = tg.create_task(self._start_deadline(ws, session), name=f"start-deadline-{session.id}")
                 try:
                     await self._read_pump(ws, session)
                 finally:
+                    deadline.cancel()
                     await session.aclose()
                     writer.cancel()
         finally:
@@ -177,6 +263,18 @@ class NpcServer:
             if metrics is not None:
                 metrics.sessions_active.dec()
             log.info("connection closed", session_id=session.id)
+
+    async def _start_deadline(self, ws: ServerConnection, session: Session) -> None:
+        """Close a connection that has not sent ``session.start`` within the limit (an idle socket holds a session
+        slot: 64 of them would lock every player out)."""
+        await asyncio.sleep(self.limits.start_timeout_s)
+        if session.start_requested:
+            return
+        log.warning("connection closed: no session.start in time", timeout_s=self.limits.start_timeout_s)
+        await session.emit(p.ErrorEvent(code="start_timeout", fatal=True, retryable=True,
+                                        message=f"no session.start within {self.limits.start_timeout_s:g} s"))
+        await asyncio.sleep(0.05)  # let the write pump send it
+        await ws.close(1008, "no session.start in time")
 
     async def _read_pump(self, ws: ServerConnection, session: Session) -> None:
         try:
@@ -228,3 +326,9 @@ class NpcServer:
                 await ws.send(frame)
         except ConnectionClosed:
             pass
+
+
+def _peer(connection: ServerConnection) -> str:
+    """The client's address (the proxy's, behind a reverse proxy)."""
+    address = connection.remote_address
+    return str(address[0]) if isinstance(address, tuple) and address else str(address)

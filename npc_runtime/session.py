@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 
 from npc_runtime import protocol as p
+from npc_runtime.access import OPEN, Identity
 from npc_runtime.asr.base import ASR
 from npc_runtime.asr.endpoint import EndpointConfig
 from npc_runtime.asr.listener import (
@@ -148,6 +149,8 @@ class Services:
     max_sessions: int = 64
     #: Utterances allowed to wait for the final recogniser (all sessions); more are refused with ``busy``.
     asr_max_waiting: int = 4
+    #: What a session's scene may add to the prompt, in tokens (a larger one is refused with ``invalid_scene``).
+    scene_max_tokens: int = 1024
 
 
 async def _wait_ready(services: Services) -> None:
@@ -499,8 +502,12 @@ class Session:
     """One WebSocket conversation with one character."""
 
     def __init__(self, services: Services, *, clock: Callable[[], float] | None = None, outbox_size: int = 4096,
-                 outbox: asyncio.Queue[Any] | None = None) -> None:
+                 outbox: asyncio.Queue[Any] | None = None, identity: Identity = OPEN) -> None:
         self.services = services
+        #: Who the connection is (its credential): with a player token, the player id is the token's.
+        self.identity = identity
+        #: A ``session.start`` arrived (the server's start deadline only waits for that, not for the models).
+        self.start_requested = False
         self.clock = clock or time.monotonic
         self.id = uuid.uuid4().hex[:12]
         self.state = State.AWAITING_START
@@ -576,6 +583,8 @@ class Session:
             else:
                 self._persist()
         elif isinstance(msg, p.SceneUpdate):
+            if self.persona is not None:
+                await self._check_scene(self.persona, msg.scene.without(self.persona.id), self.player.name)
             self.scene = msg.scene.without(self.persona.id) if self.persona else msg.scene
             s = self.scene
             self._prepare()
@@ -595,11 +604,15 @@ class Session:
     async def _start(self, msg: p.SessionStart) -> None:
         if self.state is not State.AWAITING_START:
             raise ProtocolError("the session has already started; open a new connection for another", code="session_exists")
+        self.start_requested = True
+        msg = self._as_identity(msg)
         persona = self.services.personas.get(msg.character)
         if len(set(msg.cast)) != len(msg.cast) or msg.character in msg.cast:
             raise ProtocolError("cast: each other character once, not the session's own", code="invalid_message")
         cast = [self.services.personas.get(cid) for cid in msg.cast]  # unknown_character before anything starts
         await _wait_ready(self.services)
+        if not self.is_cast_member:  # members share the scene: one check
+            await self._check_scene(persona, msg.scene.without(persona.id), msg.player.name)
         self.persona, self.player, self.options = persona, msg.player, msg.options
         await self._recall(persona)
         voices = self.services.voices
@@ -615,7 +628,7 @@ class Session:
         self._prepare()
         self._start_listening(persona, msg.options)
         for member_persona in cast:
-            member = Session(self.services, clock=self.clock, outbox=self.outbox)
+            member = Session(self.services, clock=self.clock, outbox=self.outbox, identity=self.identity)
             await member._start(msg.model_copy(update={"character": member_persona.id, "cast": []}))
             self.cast[member_persona.id] = member
         await self.emit(p.SessionReady(
@@ -627,6 +640,25 @@ class Session:
             mood=persona.mood,
             cast=[p.CharacterInfo(id=m.id, name=m.name) for m in cast],
         ))
+
+    async def _check_scene(self, persona: Persona, scene: Scene, player_name: str | None) -> None:
+        """A scene too costly for the prompt is refused (``invalid_scene``) before anything uses it."""
+        await self.services.dialogue.check_scene(persona, scene, player_name=player_name,
+                                                 max_scene_tokens=self.services.scene_max_tokens)
+
+    def _as_identity(self, msg: p.SessionStart) -> p.SessionStart:
+        """``msg`` as this connection's credential allows: characters the token names, and the token's player id
+        (a client's own ``player.id`` is ignored then)."""
+        identity = self.identity
+        for cid in (msg.character, *msg.cast):
+            if not identity.allows(cid):
+                raise ProtocolError(f"this player token does not allow talking to {cid!r}", code="forbidden")
+        if identity.trusted:
+            return msg
+        if msg.player.id is not None and msg.player.id != identity.player_id:
+            log.info("player.id ignored: the player token names the player")
+        player = msg.player.model_copy(update={"id": identity.player_id, "name": msg.player.name or identity.name})
+        return msg.model_copy(update={"player": player})
 
     def _prepare(self) -> None:
         """Warm the engine for this character and scene in the background (owned task)."""
@@ -690,7 +722,7 @@ class Session:
     async def _recall(self, persona: Persona) -> None:
         """Load what this character remembers of this player (a failure only means starting fresh)."""
         memory = self.services.memory
-        if memory is None:
+        if memory is None or self.player.id is None:  # an anonymous player is remembered by no one
             return
         try:
             recall = await memory.recall(self.player.id, persona.id)
@@ -706,7 +738,7 @@ class Session:
         """Write the settled history entries to memory, in order, off the event loop. The last reply
         stays out while a barge-in may still cut it (it is written with the next line, or at close)."""
         memory = self.services.memory
-        if memory is None or self.persona is None:
+        if memory is None or self.persona is None or self.player.id is None:
             return
         end = len(self.history)
         if not everything and self._said is not None and end and self.history[-1] is self._said[1]:

@@ -69,5 +69,15 @@ class Settings(BaseSettings):
     llm_max_waiting: int = Field(default=8, ge=0, description="Turns allowed to wait for the LLM; the next ones fail at once with busy.")
     asr_max_waiting: int = Field(default=4, ge=1, description="Utterances allowed to wait for speech recognition (all sessions); the next one is refused with busy.")
 
+    # access and limits (docs/security.md)
+    auth_secret_file: Path | None = Field(default=None, description="File holding the HMAC-SHA256 secret that signs player tokens (JWT); NPC_AUTH_SECRET also works. Turns auth on.")
+    api_key_file: Path | None = Field(default=None, description="File of static API keys for server-to-server tools, one per line; NPC_API_KEYS (comma-separated) also works. Turns auth on.")
+    auth_audience: str | None = Field(default=None, description="When set, player tokens must carry this aud claim.")
+    allow_origin: list[str] = Field(default_factory=list, description="Browser origins allowed to connect (e.g. https://game.example); '*' any. Default: no Origin, the server's own pages and loopback pages.")
+    insecure: bool = Field(default=False, description="Allow listening beyond loopback without auth (anyone could talk as any player).")
+    start_timeout_s: float = Field(default=10.0, gt=0, description="A connection that sends no session.start by then is closed.")
+    max_per_address: int = Field(default=16, ge=0, description="Open WebSocket connections per client address (0: no limit; loopback clients are not counted).")
+    scene_max_tokens: int = Field(default=1024, ge=64, description="What a session's scene may cost in prompt tokens (its objects, places and characters); a larger scene is refused with invalid_scene.")
+
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

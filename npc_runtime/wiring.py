@@ -226,5 +226,6 @@ async def build_runtime(settings: Settings, *, llm: LLM | None = None) -> Runtim
                         knowledge=build_knowledge(settings), memory=build_memory(settings),
                         retrieval_k=settings.retrieval_k, retrieval_budget_ms=settings.retrieval_budget_ms,
                         metrics=Metrics(), max_sessions=settings.max_sessions, asr_max_waiting=settings.asr_max_waiting, budget_ms=float(settings.first_audio_budget_ms),
-                        fillers=FillerCache(), facts_max_chars=settings.facts_max_chars)
+                        fillers=FillerCache(), facts_max_chars=settings.facts_max_chars,
+                        scene_max_tokens=settings.scene_max_tokens)
     return Runtime(settings=settings, personas=personas, llm=engine, services=services, voices=voices)

@@ -2,6 +2,7 @@
 // The browser demo: pick a character, hold to talk or type, hear the reply, watch the face and the scene.
 // URL parameters: ?character=jin|nova  &seed=N (repeatable replies)  &player=<id> (memory key)
 //                 &name=<player name>  &server=ws://host:port (default: the server that serves this page)
+//                 &access_token=<player token> (a server with auth on: passed on to the WebSocket URL)
 
 import { NpcClient } from "./npc-client.js";
 import { Microphone, Player } from "./audio.js";
@@ -63,7 +64,9 @@ async function connect() {
   player?.stop();
   const chosen = characters.find((c) => c.id === $("#character").value);
   const sceneJson = await (await fetch(chosen.scene)).json();
-  const url = params.get("server") || `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}`;
+  const base = params.get("server") || `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}`;
+  const token = params.get("access_token");
+  const url = token ? `${base}${base.includes("?") ? "&" : "?"}access_token=${encodeURIComponent(token)}` : base;
   const thisClient = new NpcClient(url);
   client = thisClient;
   demo.state.connected = false;

@@ -21,12 +21,17 @@ from npc_runtime.dialogue.grammar import build_action_grammar
 from npc_runtime.dialogue.in_world import InWorld
 from npc_runtime.dialogue.prompt import HistoryEntry, Profile, ProfileSetting, build_messages, choose_profile, engine_profile, prefix_key
 from npc_runtime.dialogue.tags import ActionPiece, EmotionPiece, TagStreamParser, TextPiece
-from npc_runtime.llm.base import LLM, GenerationRequest
+from npc_runtime.errors import SceneError
+from npc_runtime.llm.base import LLM, ChatMessage, GenerationRequest
 from npc_runtime.persona.schema import Persona
 from npc_runtime.scene import Scene
 from npc_runtime.timeline import Timeline
 
 log = structlog.get_logger(__name__)
+
+#: What a character's stable prompt prefix must leave of the model's context: the history window, memory, retrieved
+#: facts, the player's line and the reply.
+CONVERSATION_ROOM_TOKENS = 1536
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +110,33 @@ class Dialogue:
             session_key=turn.session_key,
             admitted=_capping(turn.on_admitted, ending),
         )
+
+    async def check_scene(self, persona: Persona, scene: Scene, *, player_name: str | None, max_scene_tokens: int) -> int:
+        """Refuse a scene too costly for the prompt (:class:`~npc_runtime.errors.SceneError`, ``invalid_scene``, naming
+        the limit): what the scene adds to the character's stable prompt prefix must fit ``max_scene_tokens``, and the
+        prefix must leave :data:`CONVERSATION_ROOM_TOKENS` of the model's context for the conversation. Counted with the
+        model's own tokenizer where the backend has one (the embedded engine), else bounded by bytes / 3. Returns the
+        prefix's tokens. A prompt that is bounded this way (lines, facts, memory and history are bounded already) never
+        holds the single engine thread for long (issue 15: one 16,632-token scene held it ~45 s)."""
+        verbs = allowed_verbs(persona)
+        full = self._request(TurnInput(persona=persona, scene=scene, history=(), player_text=None, player_name=player_name), verbs)
+        bare = self._request(TurnInput(persona=persona, scene=Scene(), history=(), player_text=None, player_name=player_name), verbs)
+        prefix_tokens = await self._count(full.messages[: full.prefix_messages])
+        scene_tokens = prefix_tokens - await self._count(bare.messages[: bare.prefix_messages])
+        if scene_tokens > max_scene_tokens:
+            raise SceneError(f"the scene costs {scene_tokens} prompt tokens; this server allows {max_scene_tokens} per session "
+                             "(scene_max_tokens): fewer entities or shorter descriptions")
+        context = getattr(self.llm, "context_tokens", None)
+        if isinstance(context, int) and prefix_tokens + CONVERSATION_ROOM_TOKENS > context:
+            raise SceneError(f"the character's prompt with this scene takes {prefix_tokens} tokens of the model's {context}-token "
+                             f"context, leaving less than {CONVERSATION_ROOM_TOKENS} for the conversation: a smaller scene")
+        return prefix_tokens
+
+    async def _count(self, messages: Sequence[ChatMessage]) -> int:
+        count = getattr(self.llm, "count_tokens", None)
+        if count is not None:
+            return int(await count(messages))
+        return sum(-(-len(m.content.encode("utf-8")) // 3) + 4 for m in messages)  # English: 3.4-4 bytes a token
 
     async def prepare(self, persona: Persona, scene: Scene, *, player_name: str | None) -> None:
         """Warm the backend for this character and scene before anyone speaks: its prompt

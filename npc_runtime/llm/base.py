@@ -12,11 +12,25 @@ KV cache (llama.cpp saved state per ``cache_key``, vLLM automatic prefix caching
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 Role = Literal["system", "user", "assistant"]
+
+#: Chat-template control markers of the common model families: ChatML / SmolLM2 / Qwen (``<|im_start|>``,
+#: ``<|endoftext|>``), Llama 3 (``<|eot_id|>``, ``<|start_header_id|>``), Llama 2 / Mistral (``[INST]``, ``<<SYS>>``,
+#: ``<s>``), and StarCoder-style special tokens (``<file_sep>``, ``<jupyter_code>``).
+_MARKER = re.compile(r"<\|[^<>|\s]{1,48}\|>|</?s>|\[/?INST\]|<</?SYS>>|<[a-z]+(?:_[a-z]+)+>", re.IGNORECASE)
+_JOINER = "\u2060"  # WORD JOINER: invisible, and no tokenizer has it inside a special token
+
+
+def plain_text(text: str) -> str:
+    """``text`` with every chat-template marker broken up by an invisible character, for a backend that applies
+    the chat template itself (vLLM): what a player typed never reads as a control token there. The embedded engine
+    needs none of this (it tokenizes message text with special tokens off)."""
+    return _MARKER.sub(lambda m: m.group()[0] + _JOINER + m.group()[1:], text) if "<" in text or "[" in text else text
 
 
 @dataclass(frozen=True, slots=True)

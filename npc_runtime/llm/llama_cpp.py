@@ -86,6 +86,22 @@ def check_adapter(path: Path) -> None:
         raise LLMUnavailable(f"adapter {path} is corrupt: sha256 {digest[:16]}..., expected {want[:16]}...")
 
 
+def chatml_tokens(tokenize: Callable[[str, bool], list[int]], messages: Sequence[ChatMessage], *,
+                  add_generation_prompt: bool) -> list[int]:
+    """``render_chatml`` tokenized with only the template's own markers as special tokens: what a message says
+    (a player's line included) is plain text, so ``<|im_end|><|im_start|>system`` typed by a player stays
+    characters and never becomes a control token. ``tokenize(text, special)``. The same tokens as tokenizing the
+    rendered string whole when no message holds a marker (llama.cpp splits at special tokens first)."""
+    start, end = tokenize("<|im_start|>", True), tokenize("<|im_end|>", True)
+    newline = tokenize("\n", False)
+    out: list[int] = []
+    for m in messages:
+        out += start + tokenize(f"{m.role}\n{m.content}", False) + end + newline
+    if add_generation_prompt:
+        out += start + tokenize("assistant\n", False)
+    return out
+
+
 def render_chatml(messages: Sequence[ChatMessage], *, add_generation_prompt: bool) -> str:
     """SmolLM2's chat template (ChatML), as in the GGUF's ``tokenizer.chat_template``."""
     parts = [f"<|im_start|>{m.role}\n{m.content}<|im_end|>\n" for m in messages]
@@ -229,8 +245,8 @@ class _Worker:
         detail = " ".join(" ".join(lines).split())
         return (detail or "llama.cpp rejected the grammar")[:400]
 
-    def tokenize(self, text: str) -> list[int]:
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+    def tokenize(self, text: str, special: bool = False) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
 
     def prompt_tokens(self, request: GenerationRequest) -> tuple[list[int], int]:
         """The request's tokens and how many of them are the cacheable prefix."""
@@ -241,8 +257,8 @@ class _Worker:
         else:
             split = request.prefix_messages
         split = min(split, len(messages))
-        prefix = self.tokenize(render_chatml(messages[:split], add_generation_prompt=False)) if split else []
-        rest = self.tokenize(render_chatml(messages[split:], add_generation_prompt=True))
+        prefix = chatml_tokens(self.tokenize, messages[:split], add_generation_prompt=False) if split else []
+        rest = chatml_tokens(self.tokenize, messages[split:], add_generation_prompt=True)
         return prefix + rest, len(prefix)
 
     def prepare_prefix(self, key: str, prefix: list[int]) -> str:
@@ -404,6 +420,10 @@ class LlamaCppEngine:
         #: Verdicts already known, read on the event loop: a turn whose grammar was checked before never
         #: waits behind another session's generation on the engine thread for it.
         self._verdicts: OrderedDict[str, str | None] = OrderedDict()
+        #: The prompt's room: the context length (admission checks a scene's cost against it).
+        self.context_tokens = n_ctx
+        self._vocab: Any = None
+        self._vocab_lock = threading.Lock()
 
     @property
     def stats(self) -> LlamaStats:
@@ -457,6 +477,25 @@ class LlamaCppEngine:
             return
         await self._ensure_loaded()
         await self._run(self._worker.prefill, request)
+
+    async def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        """How many tokens ``messages`` take in the prompt (exact: the model's own vocabulary). Runs on a worker
+        thread with a vocabulary-only copy of the model (a few MB, loaded once), never on the engine thread: a
+        session's admission check does not wait behind other sessions' generation."""
+        def count() -> int:
+            with self._vocab_lock:
+                if self._vocab is None:
+                    import llama_cpp  # noqa: PLC0415 - the engine library, loaded with the engine
+
+                    self._vocab = llama_cpp.Llama(model_path=str(self._path), vocab_only=True, verbose=False)
+                vocab = self._vocab
+
+                def tokenize(text: str, special: bool) -> list[int]:
+                    return vocab.tokenize(text.encode("utf-8"), add_bos=False, special=special)  # type: ignore[no-any-return]
+
+                return len(chatml_tokens(tokenize, messages, add_generation_prompt=True))
+
+        return await asyncio.to_thread(count)
 
     async def metadata(self) -> dict[str, str]:
         """The GGUF's key/value metadata (chat template, EOS id, ...)."""

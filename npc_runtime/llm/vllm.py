@@ -41,7 +41,7 @@ import httpx
 import structlog
 
 from npc_runtime.errors import GrammarError, LLMError, LLMRejected, LLMUnavailable
-from npc_runtime.llm.base import ChatMessage, GenerationRequest, LLMChunk
+from npc_runtime.llm.base import ChatMessage, GenerationRequest, LLMChunk, plain_text
 
 log = structlog.get_logger(__name__)
 
@@ -126,7 +126,8 @@ class VLLMEngine:
     def _payload(self, request: GenerationRequest, *, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            # vLLM applies the chat template to these strings and parses special tokens in them: break up any marker
+            "messages": [{"role": m.role, "content": plain_text(m.content)} for m in request.messages],
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
             "top_p": request.top_p,
