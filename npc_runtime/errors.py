@@ -14,7 +14,9 @@ Every error carries a stable ``code`` (sent on the wire in ``error`` events) and
     ├── not_ready (retryable)  session.start before the models are warm, or while the LLM server is down
     ├── KnowledgeError (npc_runtime.knowledge) knowledge_failed, knowledge_unavailable (retryable),
     │                  knowledge_file_unreadable (that file is skipped)
-    ├── SceneError             invalid_scene: duplicate or malformed ids, too many entities
+    ├── SceneError             invalid_scene: duplicate or malformed ids, too many entities, too many prompt tokens
+    ├── AccessDenied (npc_runtime.access) unauthorized (HTTP 401), forbidden; the server also refuses with
+    │                  origin_not_allowed (403), too_many_connections (429), start_timeout (fatal)
     ├── PersonaError           unknown_character, persona_invalid
     │     └── PersonaFileError  one YAML file that does not load (file, line, field)
     ├── GrammarError           invalid_grammar: a GBNF that llama.cpp / xgrammar rejects
