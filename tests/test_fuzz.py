@@ -15,7 +15,7 @@ barrier): what the server says between two barriers answers that frame. Properti
   session.start + input.text turn works on the same connection and on a new one; a bystander session sees nothing.
 
 The engine is the fake LLM: this tests the protocol and session logic, not the model. Hypothesis runs derandomized,
-without a database (repeatable, no .hypothesis folder); each example is a batch of frames on a new connection. A longer
+without a database (repeatable; its caches go to the system temp folder, not .hypothesis/); each example is a batch of frames on a new connection. A longer
 hunt: the same file with ``derandomize=False`` and more ``max_examples`` (55,000 frames took 2 minutes).
 """
 
@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import re
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -38,7 +39,7 @@ import structlog
 import structlog.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis_jsonschema import from_schema
+from hypothesis.configuration import set_hypothesis_home_dir
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -50,6 +51,12 @@ from npc_runtime.server import HARD_MAX_FRAME_BYTES, NpcServer
 from npc_runtime.session import Services
 
 from server_fixture import CHARACTERS, registry, serving
+
+# With database=None Hypothesis keeps no examples, but still caches (constants it harvests from the code, Unicode tables)
+# in its storage directory, by default .hypothesis/ in the working directory: keep it out of the checkout. Before
+# hypothesis_jsonschema, whose import already builds strategies (and the Unicode table).
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "npc-runtime-hypothesis")
+from hypothesis_jsonschema import from_schema  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((ROOT / "clients" / "protocol.schema.json").read_text(encoding="utf-8"))
