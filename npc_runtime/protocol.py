@@ -67,7 +67,7 @@ class ListenOptions(_Msg):
 class SessionOptions(_Msg):
     text_only: bool = Field(default=False, description="Text and actions only: no audio, no visemes (also the case when the server runs no TTS).")
     max_tokens: int | None = Field(default=None, ge=8, le=1024, description="Cap on reply length (tokens); default: the persona's.")
-    seed: int | None = Field(default=None, description="Sampling seed, for repeatable replies.")
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1, description="Sampling seed (0 to 2^32-1), for repeatable replies.")
     audio_in: AudioInFormat = Field(default_factory=AudioInFormat, description="Format of the microphone audio in the client's binary frames.")
     listen: ListenOptions = Field(default_factory=ListenOptions, description="End of turn and barge-in tuning for voice input.")
     brief: str | None = Field(default=None, max_length=2000, description="Extra instructions for the character in this session only — e.g. a simulation's role brief (goals, what only it knows, how difficult to be).")

@@ -249,6 +249,9 @@ class Turn:
             self.cut = True
         except NpcError as exc:
             error, self.status = exc, "failed"
+        except Exception:  # noqa: BLE001 - a bug in a turn still ends it with response.end, never silently
+            log.exception("turn failed: internal error")
+            error, self.status = NpcError("the server failed on this turn (a bug: please report it, with the server log)"), "failed"
         self.timeline.mark("end")
         log.info("turn ended", status=self.status, trigger=self.trigger, chunks=self.stats.chunks,
                  dropped_tags=self.stats.dropped_tags, timings=self.timeline.as_ms())

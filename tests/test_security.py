@@ -319,3 +319,38 @@ async def test_what_goes_to_vllm_carries_no_template_markers() -> None:
         assert marker not in sent
     assert sent.replace("\u2060", "") == forged  # the player's characters, all of them, in order
     assert plain_text("Here. [give chopsticks player] <3") == "Here. [give chopsticks player] <3"
+
+
+class _BrokenLLM(FakeLLM):
+    """An engine with a bug (not an NpcError): the turn must still end with response.end."""
+
+    async def stream(self, request: Any) -> AsyncIterator[Any]:  # type: ignore[override]
+        raise RuntimeError("exception text 1234")
+        yield  # pragma: no cover
+
+
+async def test_a_bug_inside_a_turn_still_ends_it(personas: PersonaRegistry, tmp_path: Path) -> None:
+    services = Services(personas=personas, dialogue=Dialogue(llm=_BrokenLLM(["x"])), metrics=Metrics())
+    services.ready.set()
+    server = NpcServer(services, host="127.0.0.1", port=0)
+    await server.start()
+    try:
+        async with NpcClient.connect(server.url) as client:
+            await client.start_session("jin", scene=scene_dict("ramen_shop.json"))
+            events = [e async for e in client.say("Hello?")]
+            errors = [e for e in events if isinstance(e, p.ErrorEvent)]
+            assert [e.code for e in errors] == ["internal"] and "1234" not in errors[0].message
+            assert isinstance(events[-1], p.ResponseEnd) and events[-1].status == "failed"
+            await client.send(p.Ping())
+            assert isinstance(await client.recv(timeout=5), p.Pong)  # the connection stays up
+    finally:
+        await server.aclose()
+
+
+def test_a_seed_is_bounded() -> None:
+    from npc_runtime.errors import ProtocolError
+
+    for seed in (-1, 2**32, 2**64):
+        with pytest.raises(ProtocolError):
+            p.parse_client_message('{"type": "session.start", "character": "jin", "options": {"seed": %d}}' % seed)
+    p.parse_client_message('{"type": "session.start", "character": "jin", "options": {"seed": 4294967295}}')
