@@ -33,15 +33,21 @@ namespace NpcRuntime.Protocol
         }
     }
 
-    /// <summary>The scene declared in <c>session.start</c> / <c>scene.update</c>: what actions may name.</summary>
+    /// <summary>The scene declared in <c>session.start</c> / <c>scene.update</c>: what actions may name, and the
+    /// game's own verbs.</summary>
     public sealed class Scene : IJsonWritable
     {
         public const int MaxPerList = 64;
+        public const int MaxVerbs = 32;
 
         public string Name;
         public List<SceneEntity> Objects = new List<SceneEntity>();
         public List<SceneEntity> Locations = new List<SceneEntity>();
         public List<SceneEntity> Characters = new List<SceneEntity>();
+        /// <summary>The game's own verbs in this scene (at most 32), besides the built-in move, grab and give: the
+        /// character may perform them; they arrive as <see cref="ActionEvent"/>s with their args by name. Sent only
+        /// when not empty.</summary>
+        public List<VerbDef> Verbs = new List<VerbDef>();
 
         /// <summary>Every id in the scene (objects, locations, characters).</summary>
         public IEnumerable<string> AllIds()
@@ -51,14 +57,56 @@ namespace NpcRuntime.Protocol
             foreach (var e in Characters) yield return e.Id;
         }
 
-        /// <summary>Throws <see cref="ArgumentException"/> for what the server would refuse with
-        /// <c>invalid_scene</c>: malformed or duplicate ids, more than 64 entities in a list.</summary>
+        /// <summary>Throws <see cref="ArgumentException"/> for what the server would refuse: malformed or duplicate
+        /// ids, more than 64 entities in a list; verbs that are malformed (name, description, arguments), declared
+        /// twice, built in (move, grab, give, emotion), or more than 32.</summary>
         public void Validate()
         {
             var seen = new HashSet<string>(StringComparer.Ordinal);
             CheckList("objects", Objects, seen);
             CheckList("locations", Locations, seen);
             CheckList("characters", Characters, seen);
+            CheckVerbs(Verbs);
+        }
+
+        private static void CheckVerbs(List<VerbDef> verbs)
+        {
+            if (verbs == null) return;
+            if (verbs.Count > MaxVerbs) throw new ArgumentException("scene.verbs: more than " + MaxVerbs + " verbs");
+            var names = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var v in verbs)
+            {
+                if (v == null) throw new ArgumentException("scene.verbs: a null verb");
+                string where = "scene.verbs '" + v.Name + "'";
+                if (!BuiltInVerbs.IsValidName(v.Name)) throw new ArgumentException(where + ": the name must match ^[a-z][a-z0-9_]{0,31}$");
+                if (BuiltInVerbs.IsBuiltIn(v.Name) || v.Name == "emotion") throw new ArgumentException(where + ": built in; declare only new verbs");
+                if (!names.Add(v.Name)) throw new ArgumentException(where + ": declared twice");
+                if (string.IsNullOrEmpty(v.Description) || v.Description.Length > VerbDef.MaxDescription)
+                    throw new ArgumentException(where + ": a description of 1 to " + VerbDef.MaxDescription + " characters is required");
+                var args = v.Args ?? new List<VerbArgDef>();
+                if (args.Count > VerbDef.MaxArgs) throw new ArgumentException(where + ": more than " + VerbDef.MaxArgs + " arguments");
+                var argNames = new HashSet<string>(StringComparer.Ordinal);
+                foreach (var a in args)
+                {
+                    if (a == null) throw new ArgumentException(where + ": a null argument");
+                    if (!BuiltInVerbs.IsValidName(a.Name)) throw new ArgumentException(where + ": argument '" + a.Name + "' must match ^[a-z][a-z0-9_]{0,31}$");
+                    if (!argNames.Add(a.Name)) throw new ArgumentException(where + ": argument '" + a.Name + "' twice");
+                    if ((a.Type == null) == (a.Values == null))
+                        throw new ArgumentException(where + ": argument '" + a.Name + "' needs either a type (object, location, character, any) or values");
+                    if (a.Type != null && Array.IndexOf(VerbArgDef.Types, a.Type) < 0)
+                        throw new ArgumentException(where + ": argument '" + a.Name + "' type '" + a.Type + "' is not object, location, character or any");
+                    if (a.Values != null)
+                    {
+                        if (a.Values.Count < 1 || a.Values.Count > 32) throw new ArgumentException(where + ": argument '" + a.Name + "' needs 1 to 32 values");
+                        var words = new HashSet<string>(StringComparer.Ordinal);
+                        foreach (var w in a.Values)
+                        {
+                            if (!BuiltInVerbs.IsValidName(w)) throw new ArgumentException(where + ": value '" + w + "' must match ^[a-z][a-z0-9_]{0,31}$");
+                            if (!words.Add(w)) throw new ArgumentException(where + ": value '" + w + "' twice");
+                        }
+                    }
+                }
+            }
         }
 
         private static void CheckList(string name, List<SceneEntity> list, HashSet<string> seen)
@@ -78,10 +126,12 @@ namespace NpcRuntime.Protocol
             o["objects"] = Objects;
             o["locations"] = Locations;
             o["characters"] = Characters;
+            if (Verbs != null && Verbs.Count > 0) o["verbs"] = Verbs;
             return o;
         }
 
-        /// <summary>Read a scene from JSON text such as <c>{"name": ..., "objects": [{"id": ...}], ...}</c>.</summary>
+        /// <summary>Read a scene from JSON text such as <c>{"name": ..., "objects": [{"id": ...}], ...,
+        /// "verbs": [{"name": "sit", "description": ..., "args": [{"name": "seat", "type": "object"}]}]}</c>.</summary>
         public static Scene FromJson(string json)
         {
             JsonObject obj;
@@ -92,6 +142,13 @@ namespace NpcRuntime.Protocol
             Fill(scene.Objects, f.ObjArray("objects", true));
             Fill(scene.Locations, f.ObjArray("locations", true));
             Fill(scene.Characters, f.ObjArray("characters", true));
+            foreach (var v in f.ObjArray("verbs", true))
+            {
+                var verb = new VerbDef { Name = v.String("name"), Description = v.OptString("description") };
+                foreach (var a in v.ObjArray("args", true))
+                    verb.Args.Add(new VerbArgDef { Name = a.String("name"), Type = a.OptString("type"), Values = a.Object.ContainsKey("values") && a.Object["values"] != null ? a.StringArray("values") : null });
+                scene.Verbs.Add(verb);
+            }
             return scene;
         }
 

@@ -15,7 +15,6 @@ namespace NpcRuntime.Protocol
     {
         private static readonly string[] Triggers = { "text", "voice", "game_event", "converse" };
         private static readonly string[] Statuses = { "completed", "interrupted", "failed" };
-        private static readonly string[] Verbs = { "move", "grab", "give" };
         private static readonly string[] Emotions = { "neutral", "joy", "anger", "sadness", "fear", "surprise", "disgust" };
 
         private AudioChunk _pending;
@@ -108,11 +107,15 @@ namespace NpcRuntime.Protocol
                 case "response.text.delta": return new TextDelta { Text = f.String("text") };
                 case "response.audio": return AudioFrom(f);
                 case "response.action":
+                {
+                    string obj, target;
+                    var action = ActionFrom(f, out obj, out target);
                     return new ActionEvent
                     {
-                        Index = f.Int("index"), Verb = f.Enum("verb", Verbs), Object = f.OptString("object"),
-                        Target = f.OptString("target"), TextOffset = f.Int("text_offset"), AtMs = f.OptNumber("at_ms"),
+                        Index = f.Int("index"), Verb = action.Verb, Action = action, Object = obj, Target = target,
+                        TextOffset = f.Int("text_offset"), AtMs = f.OptNumber("at_ms"),
                     };
+                }
                 case "response.emotion":
                     return new EmotionEvent { Emotion = f.Enum("emotion", Emotions), TextOffset = f.Int("text_offset"), AtMs = f.OptNumber("at_ms") };
                 case "response.end": return EndFrom(f);
@@ -199,6 +202,49 @@ namespace NpcRuntime.Protocol
             return chunk;
         }
 
+        /// <summary>An action's <c>verb</c> (any verb name) and <c>args</c> (strings by name). A server from before
+        /// verbs were data sends no <c>args</c>: a built-in's come from its <c>object</c>/<c>target</c>. The
+        /// <c>object</c>/<c>target</c> returned are the fields, else the arguments of those names.</summary>
+        private static NpcAction ActionFrom(Fields f, out string obj, out string target)
+        {
+            string verb = f.String("verb");
+            if (!BuiltInVerbs.IsValidName(verb))
+                throw new ProtocolException(f.Path + ".verb: '" + verb + "' is not a verb name (^[a-z][a-z0-9_]{0,31}$)", f.Path, "verb");
+            obj = f.OptString("object");
+            target = f.OptString("target");
+            var args = new Dictionary<string, string>(StringComparer.Ordinal);
+            var given = f.OptObj("args");
+            if (given != null)
+            {
+                foreach (var kv in given.Value.Object)
+                {
+                    var value = kv.Value as string;
+                    if (value == null)
+                        throw new ProtocolException(given.Value.Path + "." + kv.Key + ": expected a string argument", given.Value.Path, kv.Key);
+                    args[kv.Key] = value;
+                }
+            }
+            else
+            {
+                string[] names = BuiltInVerbs.ArgNames(verb);
+                if (names != null)
+                    foreach (var name in names)
+                    {
+                        string value = name == "object" ? obj : target;
+                        if (value != null) args[name] = value;
+                    }
+            }
+            string fromArgs;
+            if (obj == null && args.TryGetValue("object", out fromArgs)) obj = fromArgs;
+            if (target == null && args.TryGetValue("target", out fromArgs)) target = fromArgs;
+            string[] required = BuiltInVerbs.ArgNames(verb);
+            if (required != null)
+                foreach (var name in required)
+                    if (!args.ContainsKey(name))
+                        throw new ProtocolException(f.Path + ": " + verb + " without its " + name, f.Path, name);
+            return new NpcAction(verb, args);
+        }
+
         private static ResponseEnd EndFrom(Fields f)
         {
             var end = new ResponseEnd
@@ -209,7 +255,11 @@ namespace NpcRuntime.Protocol
                 Sources = new List<SourceRef>(),
             };
             foreach (var a in f.ObjArray("actions"))
-                end.Actions.Add(new ActionRecord { Verb = a.Enum("verb", Verbs), Object = a.OptString("object"), Target = a.OptString("target") });
+            {
+                string obj, target;
+                var action = ActionFrom(a, out obj, out target);
+                end.Actions.Add(new ActionRecord { Verb = action.Verb, Action = action, Object = obj, Target = target });
+            }
             foreach (var s in f.ObjArray("sources", true))
                 end.Sources.Add(new SourceRef { File = s.String("file"), Heading = s.String("heading"), Score = s.Number("score") });
             return end;

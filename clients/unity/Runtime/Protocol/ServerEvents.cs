@@ -52,7 +52,7 @@ namespace NpcRuntime.Protocol
         public string SessionId { get; internal set; }
         public string Protocol { get; internal set; }
         public CharacterInfo Character { get; internal set; }
-        /// <summary>Verbs this character may use (subset of move, grab, give).</summary>
+        /// <summary>Verbs this character may use: built-ins (move, grab, give) and the ones the scene declared.</summary>
         public List<string> Actions { get; internal set; }
         /// <summary>Reply audio format; null in a text-only session.</summary>
         public AudioFormat Audio { get; internal set; }
@@ -123,18 +123,28 @@ namespace NpcRuntime.Protocol
         public double DurationMs { get { return SampleRate > 0 ? Samples * 1000.0 / SampleRate : 0; } }
     }
 
+    /// <summary><c>response.action</c>: the character performs a verb. <see cref="Verb"/> is any verb (a built-in or one
+    /// the scene declared) and <see cref="Args"/> holds every argument by name; <see cref="Object"/> and
+    /// <see cref="Target"/> are the arguments of those names (the built-ins': grab/give object, move/give target).</summary>
     public sealed class ActionEvent : ResponseEvent
     {
         public int Index { get; internal set; }
-        /// <summary><c>move</c>, <c>grab</c> or <c>give</c>.</summary>
+        /// <summary>The verb's name: <c>move</c>, <c>grab</c>, <c>give</c> or one the scene declared (<c>sit</c>...).</summary>
         public string Verb { get; internal set; }
-        /// <summary>grab/give: the object id.</summary>
+        /// <summary>grab/give: the object id (and any verb's argument named <c>object</c>).</summary>
         public string Object { get; internal set; }
-        /// <summary>move: where to; give: the character receiving.</summary>
+        /// <summary>move: where to; give: the character receiving (and any verb's argument named <c>target</c>).</summary>
         public string Target { get; internal set; }
+        /// <summary>The action as data: the verb and every argument by name.</summary>
+        public NpcAction Action { get; internal set; }
+        /// <summary>Every argument by name (<c>give</c>: object, target; a declared <c>sit</c>: seat).</summary>
+        public IReadOnlyDictionary<string, string> Args { get { return Action.Args; } }
         public int TextOffset { get; internal set; }
         /// <summary>Audio time at which to perform it; null without audio (perform at once).</summary>
         public double? AtMs { get; internal set; }
+
+        /// <summary>The argument <paramref name="name"/>, or null.</summary>
+        public string Arg(string name) { return Action.Arg(name); }
     }
 
     public sealed class EmotionEvent : ResponseEvent
@@ -144,11 +154,15 @@ namespace NpcRuntime.Protocol
         public double? AtMs { get; internal set; }
     }
 
+    /// <summary>One action of <c>response.end.actions</c>: the verb, its arguments by name, and the built-ins'
+    /// object/target.</summary>
     public sealed class ActionRecord
     {
         public string Verb { get; internal set; }
         public string Object { get; internal set; }
         public string Target { get; internal set; }
+        public NpcAction Action { get; internal set; }
+        public IReadOnlyDictionary<string, string> Args { get { return Action.Args; } }
     }
 
     public sealed class SourceRef

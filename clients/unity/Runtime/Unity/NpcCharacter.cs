@@ -42,6 +42,9 @@ namespace NpcRuntime.Unity
         public string sceneName;
         [Tooltip("What actions may name. Empty: every enabled NpcSceneEntity in the loaded scenes.")]
         public List<NpcSceneEntity> sceneEntities = new List<NpcSceneEntity>();
+        [Tooltip("The game's own verbs the character may perform here (e.g. sit <seat: Object>), besides move, grab and give. " +
+                 "They come to NpcActionDispatcher.onAction with their arguments by name.")]
+        public List<NpcVerb> verbs = new List<NpcVerb>();
 
         [Header("Session options")]
         public bool textOnly;
@@ -126,7 +129,7 @@ namespace NpcRuntime.Unity
             }
         }
 
-        /// <summary>The scene from <see cref="sceneEntities"/> (or every enabled entity), validated.</summary>
+        /// <summary>The scene from <see cref="sceneEntities"/> (or every enabled entity) and <see cref="verbs"/>, validated.</summary>
         public Scene BuildScene()
         {
             var scene = new Scene { Name = string.IsNullOrEmpty(sceneName) ? null : sceneName };
@@ -137,6 +140,8 @@ namespace NpcRuntime.Unity
                 var list = e.kind == NpcEntityKind.Object ? scene.Objects : e.kind == NpcEntityKind.Location ? scene.Locations : scene.Characters;
                 list.Add(e.ToSceneEntity());
             }
+            foreach (var v in verbs)
+                if (v != null) scene.Verbs.Add(v.ToVerbDef());
             scene.Validate();
             return scene;
         }

@@ -2,8 +2,10 @@
 // Basic conversation: type or hold to talk, hear the reply, see the mouth move and the actions happen.
 // Setup (see README.md next to this file): a character GameObject with NpcCharacter, NpcAudioPlayer (+ AudioSource),
 // NpcVisemeDriver (its face), NpcActionDispatcher and NpcMicrophone; NpcSceneEntity on the props, places and the
-// player; this script anywhere, with its fields assigned.
+// player; this script anywhere, with its fields assigned. The game's own verbs (declared on NpcCharacter.verbs, e.g.
+// sit <seat: Object>, emote <gesture: wave|bow|shrug>) come to actions.onAction with their arguments by name.
 using System.Text;
+using NpcRuntime.Protocol;
 using NpcRuntime.Unity;
 using UnityEngine;
 
@@ -25,6 +27,7 @@ namespace NpcRuntime.Samples
         private string _typed = "Could you hand me the chopsticks?";
         private string _heard = "";
         private string _status = "connecting...";
+        private string _lastAction = "";
         private Transform _walkTarget;
 
         private void OnEnable()
@@ -36,6 +39,7 @@ namespace NpcRuntime.Samples
             actions.onMove.AddListener(OnMove);
             actions.onGrab.AddListener(OnGrab);
             actions.onGive.AddListener(OnGive);
+            actions.onAction.AddListener(OnAction);
         }
 
         private void OnDisable()
@@ -47,6 +51,7 @@ namespace NpcRuntime.Samples
             actions.onMove.RemoveListener(OnMove);
             actions.onGrab.RemoveListener(OnGrab);
             actions.onGive.RemoveListener(OnGive);
+            actions.onAction.RemoveListener(OnAction);
         }
 
         private void OnReady() { _status = "talking to " + character.Session.Character.Name; }
@@ -68,6 +73,13 @@ namespace NpcRuntime.Samples
         private void OnGrab(string objectId) { Attach(objectId, characterHand); }
 
         private void OnGive(string objectId, string receiverId) { Attach(objectId, playerHand); }
+
+        /// <summary>Every action, any verb: the built-ins are handled above; the scene's own verbs here.</summary>
+        private void OnAction(NpcAction action)
+        {
+            _lastAction = action.ToString(); // e.g. "sit seat=stool", "emote gesture=bow"
+            if (action.Verb == "sit") OnMove(action.Arg("seat")); // walk to the seat (sit down: your animation)
+        }
 
         private static void Attach(string objectId, Transform hand)
         {
@@ -98,6 +110,7 @@ namespace NpcRuntime.Samples
             GUILayout.Label(_status);
             GUILayout.Label("You said: " + _heard);
             GUILayout.Label("Reply: " + _reply);
+            GUILayout.Label("Last action: " + _lastAction);
             GUILayout.BeginHorizontal();
             _typed = GUILayout.TextField(_typed, GUILayout.Width(400));
             if (GUILayout.Button("Say") && character.IsReady)

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 // A live conversation against `npc serve` through NpcConnection: session, a text turn (text, audio, visemes, actions),
 // playback through ReplyPlayer on a simulated audio device (marks sent back), malformed input, a spoken turn from a
-// WAV file, a cancelled turn, a clean close (--steps picks among text, errors, voice, cancel). Every parsed value that
-// matters goes into the report. The reply's words and actions are the model's: every action must be valid for the scene,
+// WAV file, a cancelled turn, a clean close, and a turn performing the scene's own verbs (--steps picks among text,
+// verbs, errors, voice, cancel). Every parsed value that matters goes into the report. The reply's words and actions are the model's: every action must be valid for the scene,
 // and audio must come whenever the reply has words; the exact actions are checked only when --expect-actions names them.
 using System;
 using System.Collections.Generic;
@@ -51,7 +51,8 @@ namespace NpcRuntime.ConsoleTest
             try
             {
                 await StartSession();
-                if (steps.Contains("text")) await Playback(await TextTurn());
+                if (steps.Contains("text")) await Playback(await TextTurn(), "playback");
+                if (steps.Contains("verbs")) await VerbsTurn();
                 if (steps.Contains("errors")) await MalformedInput();
                 if (steps.Contains("voice")) await VoiceTurn();
                 if (steps.Contains("cancel")) await CancelledTurn();
@@ -143,7 +144,10 @@ namespace NpcRuntime.ConsoleTest
             if (_ready == null) throw new InvalidOperationException("session.start refused: " + ((ErrorEvent)events.Last()).Code);
             _c.Equal("1", _ready.Protocol, "session.ready protocol");
             _c.Equal("jin", _ready.Character.Id, "session.ready character id");
-            _c.That(_ready.Actions.Count > 0 && _ready.Actions.All(v => v == "move" || v == "grab" || v == "give"), "session.ready actions");
+            // the verbs the character may use: built-ins, and every verb the scene declared (the server adds none of its own)
+            var declared = _scene.Verbs.Select(v => v.Name).ToList();
+            _c.That(_ready.Actions.Count > 0 && _ready.Actions.All(v => BuiltInVerbs.IsBuiltIn(v) || declared.Contains(v)), "session.ready actions: built-ins and the scene's verbs");
+            _c.That(declared.All(v => _ready.Actions.Contains(v)), "session.ready actions list every verb the scene declared");
             _c.That(_ready.Audio != null && _ready.Audio.SampleRate >= 8000, "session.ready announces reply audio");
             _c.That(_ready.AudioIn != null && _ready.AudioIn.SampleRate == 16000, "session.ready audio_in is our 16 kHz");
             _c.That(_ready.Listen != null && _ready.Listen.EndSilenceMs == EndSilenceMs, "session.ready listen: our end_silence_ms");
@@ -151,6 +155,7 @@ namespace NpcRuntime.ConsoleTest
             {
                 { "session_id", _ready.SessionId }, { "protocol", _ready.Protocol }, { "character", _ready.Character.Id },
                 { "character_name", _ready.Character.Name }, { "actions", _ready.Actions }, { "mood", _ready.Mood },
+                { "scene_verbs", _scene.Verbs.Select(v => (object)v.Name).ToList() },
                 { "audio_sample_rate", _ready.Audio != null ? (object)_ready.Audio.SampleRate : null },
                 { "audio_in_sample_rate", _ready.AudioIn != null ? (object)_ready.AudioIn.SampleRate : null },
                 { "end_silence_ms", _ready.Listen != null ? (object)_ready.Listen.EndSilenceMs : null },
@@ -235,21 +240,7 @@ namespace NpcRuntime.ConsoleTest
                 string got = string.Join(",", actions.Select(a => string.Join(" ", new[] { a.Verb, a.Object, a.Target }.Where(x => x != null).ToArray())).ToArray());
                 _c.Equal(_opts["expect-actions"], got, "the text turn's actions (prompt '" + prompt + "')");
             }
-            var objects = new HashSet<string>(_scene.Objects.Select(o => o.Id));
-            var characters = new HashSet<string>(_scene.Characters.Select(o => o.Id));
-            var all = new HashSet<string>(_scene.AllIds());
-            foreach (var a in actions)
-            {
-                bool valid = _ready.Actions.Contains(a.Verb) && (
-                    a.Verb == "move" ? a.Target != null && all.Contains(a.Target) && a.Object == null
-                    : a.Verb == "grab" ? a.Object != null && objects.Contains(a.Object)
-                    : a.Object != null && objects.Contains(a.Object) && a.Target != null && characters.Contains(a.Target));
-                _c.That(valid, "action " + a.Verb + " " + a.Object + " " + a.Target + " is valid for the scene");
-                _c.That(a.AtMs == null ? chunks.Count == 0 : a.AtMs.Value >= 0 && a.AtMs.Value <= audioMs + 1,
-                        "action at_ms on the audio timeline (null only without audio)");
-            }
-            _c.That(end.Actions.Count == actions.Count && end.Actions.Zip(actions, (r, a) => r.Verb == a.Verb && r.Object == a.Object && r.Target == a.Target).All(x => x),
-                    "response.end actions match the response.action events");
+            CheckActions(actions, end, chunks.Count > 0, audioMs);
 
             _report["text_turn"] = new JsonObject
             {
@@ -263,20 +254,102 @@ namespace NpcRuntime.ConsoleTest
                     { "count", cues.Count }, { "names", cues.Select(v => v.Viseme).Distinct().ToList() }, { "monotonic", monotonic },
                     { "cover_audio", covers }, { "first_start_ms", cues.Count > 0 ? (object)cues[0].StartMs : null },
                     { "last_end_ms", cues.Count > 0 ? (object)cues.Last().EndMs : null } } },
-                { "actions", actions.Select(a => (object)new JsonObject {
-                    { "index", a.Index }, { "verb", a.Verb }, { "object", a.Object }, { "target", a.Target },
-                    { "text_offset", a.TextOffset }, { "at_ms", a.AtMs } }).ToList() },
+                { "actions", actions.Select(a => (object)ActionReport(a)).ToList() },
                 { "end", new JsonObject {
                     { "status", end.Status }, { "text", end.Text }, { "audio_ms", end.AudioMs }, { "truncated", end.Truncated },
                     { "timings", end.Timings.ToDictionary(kv => kv.Key, kv => (object)kv.Value) },
-                    { "actions", end.Actions.Select(a => (object)new JsonObject { { "verb", a.Verb }, { "object", a.Object }, { "target", a.Target } }).ToList() } } },
+                    { "actions", end.Actions.Select(a => (object)new JsonObject { { "verb", a.Verb }, { "object", a.Object }, { "target", a.Target } }).ToList() },
+                    { "action_args", end.Actions.Select(a => (object)ArgsJson(a.Args)).ToList() } } },
             };
             return mine;
         }
 
         /// <summary>Play the turn through ReplyPlayer on a simulated 48 kHz stereo device (1024-frame buffers, 20 ms
         /// latency), send its playback marks, and check the cues come out in time order on the audio clock.</summary>
-        private async Task Playback(List<ServerEvent> turn)
+        private static JsonObject ArgsJson(IReadOnlyDictionary<string, string> args)
+        {
+            var o = new JsonObject();
+            foreach (var kv in args) o[kv.Key] = kv.Value;
+            return o;
+        }
+
+        private static JsonObject ActionReport(ActionEvent a)
+        {
+            return new JsonObject
+            {
+                { "index", a.Index }, { "verb", a.Verb }, { "object", a.Object }, { "target", a.Target }, { "args", ArgsJson(a.Args) },
+                { "text_offset", a.TextOffset }, { "at_ms", a.AtMs },
+            };
+        }
+
+        /// <summary>Every action valid for the scene and the session: a verb session.ready allows, its arguments those its
+        /// definition names (a built-in's or the scene's), each an id of the right kind or one of its values; on the audio
+        /// timeline; the same in response.end.</summary>
+        private void CheckActions(List<ActionEvent> actions, ResponseEnd end, bool audio, double audioMs)
+        {
+            var objects = new HashSet<string>(_scene.Objects.Select(o => o.Id));
+            var locations = new HashSet<string>(_scene.Locations.Select(o => o.Id));
+            var characters = new HashSet<string>(_scene.Characters.Select(o => o.Id));
+            var all = new HashSet<string>(_scene.AllIds());
+            var builtIn = new Dictionary<string, VerbDef>
+            {
+                { "move", new VerbDef("move", "-", VerbArgDef.Entity("target", "any")) },
+                { "grab", new VerbDef("grab", "-", VerbArgDef.Entity("object", "object")) },
+                { "give", new VerbDef("give", "-", VerbArgDef.Entity("object", "object"), VerbArgDef.Entity("target", "character")) },
+            };
+            foreach (var a in actions)
+            {
+                VerbDef def = builtIn.ContainsKey(a.Verb) ? builtIn[a.Verb] : _scene.Verbs.FirstOrDefault(v => v.Name == a.Verb);
+                bool valid = _ready.Actions.Contains(a.Verb) && def != null && a.Args.Count == def.Args.Count && def.Args.All(arg =>
+                {
+                    string value = a.Arg(arg.Name);
+                    if (value == null) return false;
+                    if (arg.Values != null) return arg.Values.Contains(value);
+                    var ids = arg.Type == "object" ? objects : arg.Type == "location" ? locations : arg.Type == "character" ? characters : all;
+                    return ids.Contains(value);
+                });
+                valid &= a.Object == a.Arg("object") && a.Target == a.Arg("target");
+                _c.That(valid, "action " + a.Action + " is valid for the scene");
+                _c.That(a.AtMs == null ? !audio : a.AtMs.Value >= 0 && a.AtMs.Value <= audioMs + 1,
+                        "action at_ms on the audio timeline (null only without audio)");
+            }
+            _c.That(end.Actions.Count == actions.Count && end.Actions.Zip(actions, (r, a) => r.Verb == a.Verb && r.Object == a.Object && r.Target == a.Target
+                                                                              && r.Action.ToString() == a.Action.ToString()).All(x => x),
+                    "response.end actions match the response.action events");
+        }
+
+        /// <summary>The scene's own verbs end to end: a turn whose reply performs declared verbs (the scripted server's
+        /// "[sit stool] [emote bow]"); each decodes into an NpcAction (verb and args by name), is released on the audio
+        /// clock by ReplyPlayer, and matches --expect-verbs ("sit seat=stool,emote gesture=bow") when given.</summary>
+        private async Task VerbsTurn()
+        {
+            string prompt = _opts.ContainsKey("verbs-prompt") ? _opts["verbs-prompt"] : "Take a seat.";
+            string id = await _conn.SendAsync(new TextInput(prompt));
+            string rid = null;
+            var events = await Until(EndOf(s => s.Ref == id, r => rid = r), "verbs turn");
+            var mine = events.Where(e => e.ResponseId == rid).ToList();
+            var end = (ResponseEnd)mine.Last();
+            var actions = mine.OfType<ActionEvent>().ToList();
+            var chunks = mine.OfType<AudioChunk>().ToList();
+            double audioMs = chunks.Sum(ch => ch.DurationMs);
+            string got = string.Join(",", actions.Select(a => a.Action.ToString()).ToArray());
+            Log("verbs turn " + rid + ": '" + end.Text + "', actions " + got);
+            _c.Equal("completed", end.Status, "verbs turn: response.end status");
+            CheckActions(actions, end, chunks.Count > 0, audioMs);
+            if (_opts.ContainsKey("expect-verbs")) _c.Equal(_opts["expect-verbs"], got, "the verbs turn's actions (prompt '" + prompt + "')");
+            _report["verbs_turn"] = new JsonObject
+            {
+                { "prompt", prompt }, { "response_id", rid }, { "text", end.Text }, { "status", end.Status },
+                { "audio_ms", end.AudioMs }, { "audio_chunks", chunks.Count },
+                { "actions", actions.Select(a => (object)ActionReport(a)).ToList() },
+                { "spelled", actions.Select(a => (object)a.Action.ToString()).ToList() },
+                { "end_actions", end.Actions.Select(a => (object)new JsonObject {
+                    { "verb", a.Verb }, { "args", ArgsJson(a.Args) }, { "object", a.Object }, { "target", a.Target } }).ToList() },
+            };
+            await Playback(mine, "verbs_playback");
+        }
+
+        private async Task Playback(List<ServerEvent> turn, string reportKey)
         {
             var player = new ReplyPlayer(DeviceRate) { OutputLatencyMs = 20 };
             foreach (var ev in turn) player.Feed(ev);
@@ -298,7 +371,7 @@ namespace NpcRuntime.ConsoleTest
             bool audio = turn.OfType<AudioChunk>().Any();
             _c.That(!audio || marks.Count >= 2 && Math.Abs(marks.Last().PlayedMs - audioMs) < 1.0, "periodic marks and a final mark at the audio's end");
             await _conn.SendAsync(new Ping()); // the marks went out before this
-            _report["playback"] = new JsonObject
+            _report[reportKey] = new JsonObject
             {
                 { "released", released.Select(x => (object)x.ToString()).ToList() }, { "ordered", ordered }, { "on_clock", onClock },
                 { "marks", marks.Select(m => (object)m.PlayedMs).ToList() },

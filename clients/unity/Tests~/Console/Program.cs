@@ -2,6 +2,7 @@
 // The Unity client's engine-independent assemblies, checked outside Unity (CI: mcs + mono):
 //   mono NpcConsoleTest.exe --visemes clients/visemes [--url ws://127.0.0.1:8765 --scene ramen_shop.json --wav request.wav]
 //                           [--token PLAYER_TOKEN] (a server with auth on) [--steps refused] (the handshake must be refused)
+//                           [--steps ...,verbs --verbs-prompt TEXT --expect-verbs 'sit seat=stool,...'] (the scene's own verbs)
 // Runs the pure unit checks, then (with --url) a live conversation against `npc serve`. Progress goes to stderr; one
 // JSON summary line to stdout. Exit code 0 only if every check passed.
 // A model's words and actions vary (model, CPU, kernels): the live run checks that every action is valid for the scene,
@@ -33,8 +34,9 @@ namespace NpcRuntime.ConsoleTest
             {
                 Console.Error.WriteLine(e.Message);
                 Console.Error.WriteLine("usage: NpcConsoleTest.exe --visemes DIR [--url WS_URL --scene SCENE.json --wav REQUEST.wav] " +
-                                        "[--player ID] [--prompt TEXT] [--seed N] [--steps text,errors,voice,cancel | refused] [--token PLAYER_TOKEN] " +
-                                        "[--expect-actions 'verb object target,...' (the text turn's actions, exactly)]");
+                                        "[--player ID] [--prompt TEXT] [--seed N] [--steps text,verbs,errors,voice,cancel | refused] [--token PLAYER_TOKEN] " +
+                                        "[--expect-actions 'verb object target,...' (the text turn's actions, exactly)] " +
+                                        "[--verbs-prompt TEXT] [--expect-verbs 'verb arg=value,...' (the verbs turn's actions, exactly)]");
                 return 2;
             }
             var summary = new JsonObject();

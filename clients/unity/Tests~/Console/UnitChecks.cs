@@ -17,6 +17,7 @@ namespace NpcRuntime.ConsoleTest
             JsonWriting(c);
             Decoding(c);
             ClientMessages(c);
+            VerbsAsData(c);
             Pcm(c);
             Resampling(c);
             VisemeTables(c, visemesDir);
@@ -123,8 +124,8 @@ namespace NpcRuntime.ConsoleTest
                                         "response.audio.samples: missing", "missing samples");
             c.Throws<ProtocolException>(() => d.DecodeText("{\"type\":\"response.audio\",\"response_id\":\"r1\",\"seq\":0.5,\"start_ms\":0,\"samples\":1,\"visemes\":[]}"),
                                         "response.audio.seq: expected an integer", "fractional seq");
-            c.Throws<ProtocolException>(() => d.DecodeText("{\"type\":\"response.action\",\"response_id\":\"r1\",\"index\":0,\"verb\":\"fly\",\"text_offset\":0}"),
-                                        "'fly' is not one of move, grab, give", "unknown verb");
+            c.Throws<ProtocolException>(() => d.DecodeText("{\"type\":\"response.action\",\"response_id\":\"r1\",\"index\":0,\"verb\":\"Fly!\",\"text_offset\":0}"),
+                                        "'Fly!' is not a verb name", "malformed verb name");
             c.Throws<ProtocolException>(() => d.DecodeText("{\"type\":\"error\",\"response_id\":null,\"code\":5,\"message\":\"m\"}"),
                                         "error.code: expected a string, got a number", "mistyped error code");
             c.Throws<ProtocolException>(() => d.DecodeText(Ready.Replace("\"protocol\":\"1\"", "\"protocol\":\"2\"")), "protocol 1", "protocol version");
@@ -168,6 +169,118 @@ namespace NpcRuntime.ConsoleTest
             c.Throws<ArgumentException>(() => scene.Validate(), "'Door'", "scene id pattern");
             scene.Objects[1].Id = "door";
             c.Throws<ArgumentException>(() => scene.Validate(), "duplicate id 'door'", "scene duplicate ids");
+        }
+
+        private static string ActionJson(string verb, string args, string extra = "")
+        {
+            return "{\"response_id\":\"r1\",\"speaker\":\"jin\",\"type\":\"response.action\",\"index\":1,\"verb\":\"" + verb + "\"" +
+                   (args != null ? ",\"args\":" + args : "") + extra + ",\"text_offset\":4,\"at_ms\":250.5}";
+        }
+
+        private static string ArgsOf(IReadOnlyDictionary<string, string> args)
+        {
+            return string.Join(",", args.Select(kv => kv.Key + "=" + kv.Value).ToArray());
+        }
+
+        /// <summary>Verbs as data: any verb decodes into a verb name and its args by name; the built-ins keep their typed
+        /// object/target (also from a server that sends no args); scenes declare verbs.</summary>
+        private static void VerbsAsData(Checks c)
+        {
+            var d = new ServerEventDecoder();
+            var ready = d.DecodeText(Ready.Replace("[\"move\",\"grab\",\"give\"]", "[\"move\",\"grab\",\"give\",\"sit\",\"emote\"]")) as SessionReady;
+            c.That(ready != null && ready.Actions.Contains("sit") && ready.Actions.Contains("emote") && ready.Actions.Count == 5,
+                   "session.ready lists declared verbs");
+
+            var emote = d.DecodeText(ActionJson("emote", "{\"gesture\":\"bow\"}", ",\"object\":null,\"target\":null")) as ActionEvent;
+            c.That(emote != null && emote.Verb == "emote" && emote.Action.Verb == "emote" && emote.Args.Count == 1 && emote.Arg("gesture") == "bow"
+                   && emote.Object == null && emote.Target == null && !emote.Action.IsBuiltIn && emote.Index == 1 && emote.AtMs == 250.5
+                   && emote.Speaker == "jin", "custom verb emote: verb and args");
+            c.Equal("emote gesture=bow", emote != null ? emote.Action.ToString() : null, "NpcAction.ToString");
+            var sit = d.DecodeText(ActionJson("sit", "{\"seat\":\"stool\"}")) as ActionEvent;
+            c.That(sit != null && sit.Verb == "sit" && sit.Arg("seat") == "stool" && sit.Object == null && sit.Action.Arg("nothing") == null,
+                   "custom verb sit: args by name, no object/target fields");
+            var place = d.DecodeText(ActionJson("place", "{\"object\":\"cup\",\"target\":\"counter\",\"side\":\"left\"}")) as ActionEvent;
+            c.That(place != null && place.Object == "cup" && place.Target == "counter" && place.Action.Object == "cup"
+                   && ArgsOf(place.Args) == "object=cup,target=counter,side=left", "custom verb: args named object/target fill Object/Target");
+            var noArgs = d.DecodeText(ActionJson("wave", "{}")) as ActionEvent;
+            c.That(noArgs != null && noArgs.Verb == "wave" && noArgs.Args.Count == 0, "custom verb without arguments");
+
+            // the built-ins: typed as before, and their args by name (from the args, or from object/target of an older server)
+            var give = d.DecodeText(ActionJson("give", "{\"object\":\"cup\",\"target\":\"player\"}", ",\"object\":\"cup\",\"target\":\"player\"")) as ActionEvent;
+            c.That(give != null && give.Verb == "give" && give.Object == "cup" && give.Target == "player" && give.Action.IsBuiltIn
+                   && ArgsOf(give.Args) == "object=cup,target=player", "built-in give: typed and args");
+            var oldGive = d.DecodeText(ActionJson("give", null, ",\"object\":\"cup\",\"target\":\"player\"")) as ActionEvent;
+            c.That(oldGive != null && oldGive.Object == "cup" && oldGive.Target == "player" && ArgsOf(oldGive.Args) == "object=cup,target=player",
+                   "built-in give without args (older server): args from object/target");
+            var oldMove = d.DecodeText(ActionJson("move", null, ",\"object\":null,\"target\":\"door\"")) as ActionEvent;
+            c.That(oldMove != null && oldMove.Target == "door" && oldMove.Object == null && ArgsOf(oldMove.Args) == "target=door",
+                   "built-in move without args: target");
+            var argsOnly = d.DecodeText(ActionJson("grab", "{\"object\":\"menu\"}")) as ActionEvent;
+            c.That(argsOnly != null && argsOnly.Object == "menu" && argsOnly.Target == null, "built-in grab with args only: Object from args");
+
+            c.Throws<ProtocolException>(() => d.DecodeText(ActionJson("give", "{\"object\":\"cup\"}")), "give without its target", "give missing its target");
+            c.Throws<ProtocolException>(() => d.DecodeText(ActionJson("sit", "{\"seat\":3}")), "response.action.args.seat: expected a string", "non-string argument");
+            c.Throws<ProtocolException>(() => d.DecodeText(ActionJson("sit", "[\"stool\"]")), "response.action.args: expected an object", "args not an object");
+            c.Throws<ProtocolException>(() => d.DecodeText(ActionJson("", "{}")), "is not a verb name", "empty verb");
+
+            var end = d.DecodeText("{\"response_id\":\"r1\",\"type\":\"response.end\",\"status\":\"completed\",\"text\":\"Sure.\",\"actions\":[" +
+                                   "{\"verb\":\"sit\",\"args\":{\"seat\":\"stool\"}},{\"verb\":\"emote\",\"args\":{\"gesture\":\"bow\"},\"object\":null}," +
+                                   "{\"verb\":\"give\",\"args\":{\"object\":\"cup\",\"target\":\"player\"},\"object\":\"cup\",\"target\":\"player\"}," +
+                                   "{\"verb\":\"move\",\"target\":\"door\"}],\"timings\":{}}") as ResponseEnd;
+            c.That(end != null && end.Actions.Count == 4, "response.end with custom verbs");
+            if (end != null && end.Actions.Count == 4)
+            {
+                c.That(end.Actions[0].Verb == "sit" && end.Actions[0].Action.Arg("seat") == "stool" && end.Actions[0].Object == null, "response.end action sit");
+                c.That(end.Actions[1].Verb == "emote" && ArgsOf(end.Actions[1].Args) == "gesture=bow", "response.end action emote");
+                c.That(end.Actions[2].Object == "cup" && end.Actions[2].Target == "player" && ArgsOf(end.Actions[2].Args) == "object=cup,target=player",
+                       "response.end action give: typed and args");
+                c.That(end.Actions[3].Target == "door" && ArgsOf(end.Actions[3].Args) == "target=door", "response.end action move without args");
+            }
+
+            // a custom action on the audio clock, like any other
+            var t = new PlaybackTimeline("r1");
+            t.Add(sit);
+            t.Add(give);
+            c.Equal("action:sit@250.5 action:give@250.5", Names(t.Advance(300)), "timeline releases custom and built-in actions");
+
+            // declaring verbs in the scene
+            var scene = new Scene();
+            scene.Objects.Add(new SceneEntity("stool", "stool", "a wooden stool"));
+            c.That(!JsonReader.ParseObject(JsonWriter.Serialize(scene)).ContainsKey("verbs"), "a scene without verbs sends no verbs field");
+            scene.Verbs.Add(new VerbDef("sit", "sits down on a seat", VerbArgDef.Entity("seat", "object")));
+            scene.Verbs.Add(new VerbDef("emote", "makes a gesture", VerbArgDef.OneOf("gesture", "wave", "bow", "shrug")));
+            scene.Validate();
+            c.Equal("{\"objects\":[{\"id\":\"stool\",\"name\":\"stool\",\"description\":\"a wooden stool\"}],\"locations\":[],\"characters\":[]," +
+                    "\"verbs\":[{\"name\":\"sit\",\"description\":\"sits down on a seat\",\"args\":[{\"name\":\"seat\",\"type\":\"object\"}]}," +
+                    "{\"name\":\"emote\",\"description\":\"makes a gesture\",\"args\":[{\"name\":\"gesture\",\"values\":[\"wave\",\"bow\",\"shrug\"]}]}]}",
+                    JsonWriter.Serialize(scene), "scene verbs json");
+            var start = JsonReader.ParseObject(new SessionStart { Character = "jin", Scene = scene }.ToJson());
+            c.Equal(2, ((List<object>)((JsonObject)start["scene"])["verbs"]).Count, "session.start carries the scene's verbs");
+            var update = JsonReader.ParseObject(new SceneUpdate { Scene = scene }.ToJson());
+            c.Equal(2, ((List<object>)((JsonObject)update["scene"])["verbs"]).Count, "scene.update carries the scene's verbs");
+            var back = Scene.FromJson(JsonWriter.Serialize(scene));
+            c.Equal(JsonWriter.Serialize(scene), JsonWriter.Serialize(back), "scene verbs round trip through FromJson");
+
+            Action<string, Action<Scene>, string> refused = (fragment, change, what) =>
+            {
+                var bad = Scene.FromJson(JsonWriter.Serialize(scene));
+                change(bad);
+                c.Throws<ArgumentException>(() => bad.Validate(), fragment, "scene verbs: " + what);
+            };
+            refused("built in", s => s.Verbs.Add(new VerbDef("give", "gives")), "a built-in redeclared");
+            refused("built in", s => s.Verbs.Add(new VerbDef("emotion", "feels")), "emotion is reserved");
+            refused("declared twice", s => s.Verbs.Add(new VerbDef("sit", "sits again")), "declared twice");
+            refused("must match", s => s.Verbs[0].Name = "Sit", "verb name pattern");
+            refused("description", s => s.Verbs[0].Description = "", "empty description");
+            refused("description", s => s.Verbs[0].Description = new string('x', 121), "description too long");
+            refused("more than 4 arguments", s => { for (int i = 0; i < 4; i++) s.Verbs[0].Args.Add(VerbArgDef.Entity("a" + i, "any")); }, "five arguments");
+            refused("type 'thing'", s => s.Verbs[0].Args[0].Type = "thing", "unknown argument type");
+            refused("either a type", s => s.Verbs[1].Args[0].Type = "object", "type and values");
+            refused("either a type", s => s.Verbs[0].Args[0].Type = null, "neither type nor values");
+            refused("value 'Bow'", s => s.Verbs[1].Args[0].Values[1] = "Bow", "value pattern");
+            refused("value 'wave' twice", s => s.Verbs[1].Args[0].Values[1] = "wave", "duplicate value");
+            refused("argument 'seat' twice", s => s.Verbs[0].Args.Add(VerbArgDef.Entity("seat", "location")), "duplicate argument");
+            refused("more than 32 verbs", s => { for (int i = 0; i < 31; i++) s.Verbs.Add(new VerbDef("v" + i, "does " + i)); }, "33 verbs");
         }
 
         private static void Pcm(Checks c)
