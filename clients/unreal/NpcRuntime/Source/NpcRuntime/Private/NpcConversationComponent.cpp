@@ -41,6 +41,27 @@ npc::Scene ToCore(const FNpcScene& In)
 	Scene.objects = List(In.Objects);
 	Scene.locations = List(In.Locations);
 	Scene.characters = List(In.Characters);
+	for (const FNpcVerb& V : In.Verbs)
+	{
+		npc::VerbDef Def{ToUtf8(V.Name), ToUtf8(V.Description), {}};
+		for (const FNpcVerbArg& A : V.Args)
+		{
+			npc::VerbArg Arg;
+			Arg.name = ToUtf8(A.Name);
+			switch (A.Type)
+			{
+				case ENpcVerbArgType::Location: Arg.type = "location"; break;
+				case ENpcVerbArgType::Character: Arg.type = "character"; break;
+				case ENpcVerbArgType::Any: Arg.type = "any"; break;
+				case ENpcVerbArgType::Values:
+					for (const FString& W : A.Values) { Arg.values.push_back(ToUtf8(W)); }
+					break;
+				default: Arg.type = "object"; break;
+			}
+			Def.args.push_back(MoveTemp(Arg));
+		}
+		Scene.verbs.push_back(MoveTemp(Def));
+	}
 	return Scene;
 }
 }  // namespace
@@ -140,6 +161,11 @@ void UNpcConversationComponent::Connect()
 		Params.player_id = ToUtf8(PlayerId);
 		Params.player_name = ToUtf8(PlayerName);
 		Params.scene = ToCore(Scene);
+		const std::string Problem = npc::CheckScene(Params.scene);
+		if (!Problem.empty())  // the server refuses it too (invalid_message); say which part, here
+		{
+			UE_LOG(LogNpcRuntime, Error, TEXT("npc_runtime: Scene: %s"), *FromUtf8(Problem));
+		}
 		Params.options.text_only = bTextOnly;
 		if (Seed != 0) { Params.options.seed = Seed; }
 		Params.options.audio_in_sample_rate = MicrophoneSampleRate;
@@ -427,6 +453,9 @@ void UNpcConversationComponent::Dispatch(const npc::TimelineItem& Item)
 		return;
 	}
 	if (Item.kind != Kind::Action) { return; }  // visemes are read through GetCurrentViseme()
+	TMap<FString, FString> Args;
+	for (const auto& Arg : Item.action.args) { Args.Add(FromUtf8(Arg.first), FromUtf8(Arg.second)); }
+	OnAction.Broadcast(FName(*FromUtf8(Item.action.verb_name)), Args);
 	const FName Object(*FromUtf8(Item.action.object));
 	const FName Target(*FromUtf8(Item.action.target));
 	switch (Item.action.verb)
@@ -434,5 +463,6 @@ void UNpcConversationComponent::Dispatch(const npc::TimelineItem& Item)
 		case npc::Verb::Move: OnMove.Broadcast(Target); break;
 		case npc::Verb::Grab: OnGrab.Broadcast(Object); break;
 		case npc::Verb::Give: OnGive.Broadcast(Object, Target); break;
+		case npc::Verb::Other: break;  // a verb the scene declared: OnAction only
 	}
 }

@@ -4,7 +4,8 @@
 // Add it to the NPC actor, set ServerUrl / Character / Scene, call Connect() (or tick bAutoConnect),
 // then SayText() or stream the microphone (UNpcConversationComponent::SendMicrophone*). The reply's
 // audio plays through an internal UAudioComponent (attach it where the mouth is with AudioAttachParent);
-// actions fire as OnMove / OnGrab / OnGive when the audio reaches their at_ms; the current viseme is
+// actions fire when the audio reaches their at_ms: OnAction for every verb (the built-ins and the ones the
+// scene declares in Scene.Verbs) with its arguments by name, and OnMove / OnGrab / OnGive; the current viseme is
 // read by UNpcVisemeComponent. Network callbacks are queued and handled in TickComponent on the game
 // thread; nothing here blocks.
 #pragma once
@@ -32,7 +33,44 @@ struct NPCRUNTIME_API FNpcSceneEntity
 	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "NPC") FString Description;
 };
 
-/** What actions may name: session.start's scene. */
+/** What a declared verb's argument names: a scene entity of a kind, or one of a closed list of words. */
+UENUM(BlueprintType)
+enum class ENpcVerbArgType : uint8
+{
+	Object,
+	Location,
+	Character,
+	/** Any entity of the scene. */
+	Any,
+	/** One of Values. */
+	Values
+};
+
+/** One argument of a declared verb (names: lowercase words joined by '_', at most 32 chars). */
+USTRUCT(BlueprintType)
+struct NPCRUNTIME_API FNpcVerbArg
+{
+	GENERATED_BODY()
+	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "NPC") FString Name;
+	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "NPC") ENpcVerbArgType Type = ENpcVerbArgType::Object;
+	/** Type Values only: the words it may be (e.g. wave, bow, shrug). */
+	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "NPC") TArray<FString> Values;
+};
+
+/** A verb of the game the character may perform (e.g. sit <seat: Object>): it fires OnAction with its arguments by
+ *  name. Not move, grab or give (built in). */
+USTRUCT(BlueprintType)
+struct NPCRUNTIME_API FNpcVerb
+{
+	GENERATED_BODY()
+	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "NPC") FString Name;
+	/** One line for the model: what the verb does ("sits down on a seat"), at most 120 characters. */
+	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "NPC") FString Description;
+	/** At most 4, in the order the tag names them. */
+	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "NPC") TArray<FNpcVerbArg> Args;
+};
+
+/** What actions may name, and the game's own verbs: session.start's scene. */
 USTRUCT(BlueprintType)
 struct NPCRUNTIME_API FNpcScene
 {
@@ -41,12 +79,15 @@ struct NPCRUNTIME_API FNpcScene
 	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "NPC") TArray<FNpcSceneEntity> Objects;
 	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "NPC") TArray<FNpcSceneEntity> Locations;
 	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "NPC") TArray<FNpcSceneEntity> Characters;
+	/** The game's own verbs in this scene (at most 32), besides the built-in move, grab and give. */
+	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "NPC") TArray<FNpcVerb> Verbs;
 };
 
 DECLARE_DYNAMIC_MULTICAST_DELEGATE_TwoParams(FNpcSessionReadyEvent, const FString&, SessionId, const FString&, CharacterName);
 DECLARE_DYNAMIC_MULTICAST_DELEGATE_OneParam(FNpcMoveEvent, FName, Target);
 DECLARE_DYNAMIC_MULTICAST_DELEGATE_OneParam(FNpcGrabEvent, FName, Object);
 DECLARE_DYNAMIC_MULTICAST_DELEGATE_TwoParams(FNpcGiveEvent, FName, Object, FName, Receiver);
+DECLARE_DYNAMIC_MULTICAST_DELEGATE_TwoParams(FNpcActionEvent, FName, Verb, const TMap<FString, FString>&, Args);
 DECLARE_DYNAMIC_MULTICAST_DELEGATE_OneParam(FNpcEmotionEvent, FName, Emotion);
 DECLARE_DYNAMIC_MULTICAST_DELEGATE_TwoParams(FNpcTextEvent, const FString&, ResponseId, const FString&, Text);
 DECLARE_DYNAMIC_MULTICAST_DELEGATE_ThreeParams(FNpcResponseEndEvent, const FString&, ResponseId, const FString&, Status, const FString&, Text);
@@ -91,6 +132,9 @@ public:
 
 	// --- Events (game thread) -----------------------------------------------------------------
 	UPROPERTY(BlueprintAssignable, Category = "NPC|Events") FNpcSessionReadyEvent OnSessionReady;
+	/** Every action, any verb (move, grab, give, and the ones Scene.Verbs declares), with every argument by name
+	 *  (give: object, target; sit: seat), fired when the reply's audio reaches its at_ms (before the typed events). */
+	UPROPERTY(BlueprintAssignable, Category = "NPC|Events") FNpcActionEvent OnAction;
 	/** move <target>: fired when the reply's audio reaches the action's at_ms. */
 	UPROPERTY(BlueprintAssignable, Category = "NPC|Events") FNpcMoveEvent OnMove;
 	UPROPERTY(BlueprintAssignable, Category = "NPC|Events") FNpcGrabEvent OnGrab;

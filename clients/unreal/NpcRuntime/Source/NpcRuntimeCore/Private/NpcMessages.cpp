@@ -3,6 +3,7 @@
 #include "NpcProtocol.h"
 
 #include <cmath>
+#include <set>
 
 namespace npc {
 
@@ -30,7 +31,83 @@ Value EntityList(const std::vector<Entity>& entities) {
   return list;
 }
 
+Value VerbList(const std::vector<VerbDef>& verbs) {
+  Value list = Value(json::Array{});
+  for (const VerbDef& v : verbs) {
+    Value verb;
+    verb.set("name", v.name);
+    verb.set("description", v.description);
+    Value args = Value(json::Array{});
+    for (const VerbArg& a : v.args) {
+      Value arg;
+      arg.set("name", a.name);
+      if (a.type.empty()) {
+        Value values = Value(json::Array{});
+        for (const std::string& w : a.values) values.push(w);
+        arg.set("values", std::move(values));
+      } else {
+        arg.set("type", a.type);
+      }
+      args.push(std::move(arg));
+    }
+    verb.set("args", std::move(args));
+    list.push(std::move(verb));
+  }
+  return list;
+}
+
+std::string CheckEntities(const char* kind, const std::vector<Entity>& list, std::set<std::string>& seen) {
+  if (list.size() > 64) return std::string("scene.") + kind + ": more than 64 entities";
+  for (const Entity& e : list) {
+    if (!IsValidEntityId(e.id)) return std::string("scene.") + kind + ": id '" + e.id + "' must match ^[a-z][a-z0-9_]{0,47}$";
+    if (!seen.insert(e.id).second) return std::string("scene.") + kind + ": duplicate id '" + e.id + "'";
+  }
+  return {};
+}
+
+std::string CheckVerb(const VerbDef& v, std::set<std::string>& names) {
+  const std::string where = "scene.verbs '" + v.name + "': ";
+  if (!IsValidVerbName(v.name)) return where + "the name must match ^[a-z][a-z0-9_]{0,31}$";
+  if (VerbFromName(v.name) != Verb::Other || v.name == "emotion") return where + "built in; declare only new verbs";
+  if (!names.insert(v.name).second) return where + "declared twice";
+  if (v.description.empty() || v.description.size() > 120) return where + "a description of 1 to 120 characters is required";
+  if (v.args.size() > 4) return where + "more than 4 arguments";
+  std::set<std::string> arg_names;
+  for (const VerbArg& a : v.args) {
+    if (!IsValidVerbName(a.name)) return where + "argument '" + a.name + "' must match ^[a-z][a-z0-9_]{0,31}$";
+    if (!arg_names.insert(a.name).second) return where + "argument '" + a.name + "' twice";
+    if (a.type.empty() == a.values.empty()) {
+      return where + "argument '" + a.name + "' needs either a type (object, location, character, any) or values";
+    }
+    if (!a.type.empty() && a.type != "object" && a.type != "location" && a.type != "character" && a.type != "any") {
+      return where + "argument '" + a.name + "' type '" + a.type + "' is not object, location, character or any";
+    }
+    if (a.values.size() > 32) return where + "argument '" + a.name + "' has more than 32 values";
+    std::set<std::string> words;
+    for (const std::string& w : a.values) {
+      if (!IsValidVerbName(w)) return where + "value '" + w + "' must match ^[a-z][a-z0-9_]{0,31}$";
+      if (!words.insert(w).second) return where + "value '" + w + "' twice";
+    }
+  }
+  return {};
+}
+
 }  // namespace
+
+std::string CheckScene(const Scene& scene) {
+  std::set<std::string> seen;
+  std::string problem = CheckEntities("objects", scene.objects, seen);
+  if (problem.empty()) problem = CheckEntities("locations", scene.locations, seen);
+  if (problem.empty()) problem = CheckEntities("characters", scene.characters, seen);
+  if (!problem.empty()) return problem;
+  if (scene.verbs.size() > 32) return "scene.verbs: more than 32 verbs";
+  std::set<std::string> names;
+  for (const VerbDef& v : scene.verbs) {
+    problem = CheckVerb(v, names);
+    if (!problem.empty()) return problem;
+  }
+  return {};
+}
 
 bool IsValidEntityId(std::string_view id) {
   if (id.empty() || id.size() > 48 || id[0] < 'a' || id[0] > 'z') return false;
@@ -46,6 +123,7 @@ json::Value SceneToJson(const Scene& scene) {
   s.set("objects", EntityList(scene.objects));
   s.set("locations", EntityList(scene.locations));
   s.set("characters", EntityList(scene.characters));
+  if (!scene.verbs.empty()) s.set("verbs", VerbList(scene.verbs));
   return s;
 }
 

@@ -130,11 +130,41 @@ class Fields {
   std::string error_;
 };
 
-std::optional<Verb> VerbFromName(std::string_view name) {
-  if (name == "move") return Verb::Move;
-  if (name == "grab") return Verb::Grab;
-  if (name == "give") return Verb::Give;
-  return std::nullopt;
+// An action object's verb and arguments (response.action, response.end.actions[]). Any verb name is
+// accepted; args must be an object of strings. A server from before verbs were data sends no args: a
+// built-in's come from its object/target. object/target are filled from the args of those names when
+// the fields are absent. A built-in without its arguments is an error.
+void ReadAction(Fields& f, Verb& verb, std::string& verb_name, ActionArgs& args, std::string& object,
+                std::string& target) {
+  verb_name = f.Str("verb");
+  object = f.Str("object", false);
+  target = f.Str("target", false);
+  if (!f.ok()) return;
+  if (!IsValidVerbName(verb_name)) {
+    f.Fail("'" + verb_name + "' is not a verb name");
+    return;
+  }
+  verb = VerbFromName(verb_name);
+  args.clear();
+  if (const Value* a = f.Obj("args", false)) {
+    for (const auto& member : a->as_object()) {
+      if (!member.second.is_string()) {
+        f.Fail("argument '" + member.first + "' is not a string");
+        return;
+      }
+      args.emplace_back(member.first, member.second.as_string());
+    }
+  } else if (!f.ok()) {
+    return;
+  } else {
+    if (!object.empty() && verb != Verb::Move && verb != Verb::Other) args.emplace_back("object", object);
+    if (!target.empty() && verb != Verb::Grab && verb != Verb::Other) args.emplace_back("target", target);
+  }
+  if (object.empty()) object = std::string(ActionArg(args, "object"));
+  if (target.empty()) target = std::string(ActionArg(args, "target"));
+  if (verb == Verb::Move && target.empty()) f.Fail("move without a target");
+  if (verb == Verb::Grab && object.empty()) f.Fail("grab without an object");
+  if (verb == Verb::Give && (object.empty() || target.empty())) f.Fail("give without an object and a target");
 }
 
 std::optional<EndStatus> StatusFromName(std::string_view name) {
@@ -194,7 +224,7 @@ EventResult ParseTyped(const Value& obj, const std::string& type) {
     if (f.ok() && e.protocol != kProtocolVersion) f.Fail("protocol version '" + e.protocol + "' is not " + kProtocolVersion);
     if (const Value* c = f.Obj("character")) e.character = ReadCharacter(f, *c);
     for (const Value& a : f.Arr("actions")) {
-      if (!a.is_string() || !VerbFromName(a.as_string())) f.Fail("unknown verb in 'actions'");
+      if (!a.is_string() || !IsValidVerbName(a.as_string())) f.Fail("'actions' holds something that is not a verb name");
       e.actions.push_back(a.as_string());
     }
     e.audio = ReadFormat(f, f.Obj("audio", false), "audio");
@@ -253,19 +283,9 @@ EventResult ParseTyped(const Value& obj, const std::string& type) {
     e.response_id = f.Str("response_id");
     e.speaker = f.Str("speaker", false);
     e.index = f.Int("index");
-    const std::string verb = f.Str("verb");
-    e.object = f.Str("object", false);
-    e.target = f.Str("target", false);
     e.text_offset = f.Int("text_offset");
     e.at_ms = f.OptNum("at_ms");
-    if (f.ok()) {
-      const auto v = VerbFromName(verb);
-      if (!v) f.Fail("unknown verb '" + verb + "'");
-      else e.verb = *v;
-      if (v == Verb::Move && e.target.empty()) f.Fail("move without a target");
-      if (v == Verb::Grab && e.object.empty()) f.Fail("grab without an object");
-      if (v == Verb::Give && (e.object.empty() || e.target.empty())) f.Fail("give without an object and a target");
-    }
+    if (f.ok()) ReadAction(f, e.verb, e.verb_name, e.args, e.object, e.target);
     return Done(f, std::move(e));
   }
   if (type == "response.emotion") {
@@ -281,15 +301,13 @@ EventResult ParseTyped(const Value& obj, const std::string& type) {
     e.text = f.Str("text");
     for (const Value& a : f.Arr("actions")) {
       Fields af(a, type + ".actions[]");
-      const std::string verb = af.Str("verb");
-      ActionRecord r{Verb::Move, af.Str("object", false), af.Str("target", false)};
-      const auto v = VerbFromName(verb);
-      if (af.ok() && !v) af.Fail("unknown verb '" + verb + "'");
+      ActionRecord r;
+      if (!a.is_object()) af.Fail("an action is not an object");
+      else ReadAction(af, r.verb, r.verb_name, r.args, r.object, r.target);
       if (!af.ok()) {
         f.Adopt(af);
         break;
       }
-      r.verb = *v;
       e.actions.push_back(std::move(r));
     }
     e.timings = f.Timings("timings", true);
@@ -382,8 +400,31 @@ const char* VerbName(Verb verb) {
     case Verb::Move: return "move";
     case Verb::Grab: return "grab";
     case Verb::Give: return "give";
+    case Verb::Other: return "";
   }
-  return "move";
+  return "";
+}
+
+Verb VerbFromName(std::string_view name) {
+  if (name == "move") return Verb::Move;
+  if (name == "grab") return Verb::Grab;
+  if (name == "give") return Verb::Give;
+  return Verb::Other;
+}
+
+bool IsValidVerbName(std::string_view name) {
+  if (name.empty() || name.size() > 32 || name[0] < 'a' || name[0] > 'z') return false;
+  for (const char c : name) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
+  }
+  return true;
+}
+
+std::string_view ActionArg(const ActionArgs& args, std::string_view name) {
+  for (const auto& a : args) {
+    if (a.first == name) return a.second;
+  }
+  return {};
 }
 
 const char* EndStatusName(EndStatus status) {

@@ -4,7 +4,8 @@
 // values and text out; the caller owns the socket.
 //
 // Parsing checks what it reads: a known event with a missing or mistyped required field, or an
-// unknown viseme/verb/emotion/status, is a ParseError (never undefined behaviour). A well-formed
+// unknown viseme/emotion/status, is a ParseError (never undefined behaviour). Verbs are data: an
+// action's verb is any verb name (a built-in or one the scene declared) with its arguments by name. A well-formed
 // event of a type this client does not know is surfaced as UnknownEvent, so a newer server can add
 // events without breaking older games.
 #pragma once
@@ -48,7 +49,7 @@ struct SessionReady {
   std::string session_id;
   std::string protocol;
   CharacterInfo character;
-  std::vector<std::string> actions;   // verbs allowed
+  std::vector<std::string> actions;   // verbs allowed: built-ins and the ones the scene declared
   std::optional<AudioFormat> audio;   // none: text only
   std::optional<AudioFormat> audio_in;
   std::optional<ListenSettings> listen;
@@ -86,18 +87,35 @@ struct AudioChunk {
   std::vector<VisemeCue> visemes;
 };
 
-enum class Verb : std::uint8_t { Move, Grab, Give };
+/// The built-in verbs, typed; Other: a verb the scene declared (its name is Action::verb_name).
+enum class Verb : std::uint8_t { Move, Grab, Give, Other };
+/// "move", "grab", "give"; "" for Other.
 NPC_CORE_API const char* VerbName(Verb verb);
+/// The built-in verb of a name, or Verb::Other.
+NPC_CORE_API Verb VerbFromName(std::string_view name);
+/// A verb, argument or value name of the protocol: ^[a-z][a-z0-9_]{0,31}$.
+NPC_CORE_API bool IsValidVerbName(std::string_view name);
 
+/// An action's arguments by name, in the order the server sent them (give: object, target; sit: seat).
+using ActionArgs = std::vector<std::pair<std::string, std::string>>;
+/// The argument `name` of `args`, or "" when there is none.
+NPC_CORE_API std::string_view ActionArg(const ActionArgs& args, std::string_view name);
+
+/// response.action: the character performs a verb. verb_name is any verb (a built-in or one the scene
+/// declared) and args holds every argument by name; verb, object and target are the built-ins' typed form.
 struct Action {
   std::string response_id;
   std::string speaker;
   int index = 0;
-  Verb verb = Verb::Move;
-  std::string object;  // grab, give ("" otherwise)
-  std::string target;  // move: where; give: the receiving character ("" otherwise)
+  Verb verb = Verb::Move;  // the built-in, or Verb::Other for a declared verb
+  std::string object;  // grab, give ("" otherwise): the argument named "object"
+  std::string target;  // move: where; give: the receiving character ("" otherwise): the argument named "target"
   int text_offset = 0;
   std::optional<double> at_ms;  // none without audio: act at once
+  std::string verb_name;  // the verb, any verb: "move", "give", "sit", ...
+  ActionArgs args;        // every argument by name
+  /// The argument `name`, or "".
+  std::string_view Arg(std::string_view name) const { return ActionArg(args, name); }
 };
 
 struct Emotion {
@@ -108,10 +126,14 @@ struct Emotion {
   std::optional<double> at_ms;
 };
 
+/// One action of response.end.actions (same fields as Action).
 struct ActionRecord {
   Verb verb = Verb::Move;
   std::string object;
   std::string target;
+  std::string verb_name;
+  ActionArgs args;
+  std::string_view Arg(std::string_view name) const { return ActionArg(args, name); }
 };
 
 enum class EndStatus : std::uint8_t { Completed, Interrupted, Failed };
@@ -270,11 +292,28 @@ struct Entity {
   std::string description;
 };
 
+/// One argument of a declared verb: a scene entity of a type ("object", "location", "character",
+/// "any"), or one of a closed list of values (lowercase words). Exactly one of the two.
+struct VerbArg {
+  std::string name;  // ^[a-z][a-z0-9_]{0,31}$, unique in its verb
+  std::string type;  // object | location | character | any; "" when values are given
+  std::vector<std::string> values;
+};
+
+/// A verb the scene declares (scene.verbs): the character may perform it as [name arg1 ...], and
+/// it arrives as an Action with that verb_name and its args by name. Not move/grab/give (built in).
+struct VerbDef {
+  std::string name;         // ^[a-z][a-z0-9_]{0,31}$
+  std::string description;  // one line for the model, 1-120 chars: "sits down on a seat"
+  std::vector<VerbArg> args;  // at most 4, in the order the tag names them
+};
+
 struct Scene {
   std::string name;
   std::vector<Entity> objects;
   std::vector<Entity> locations;
   std::vector<Entity> characters;
+  std::vector<VerbDef> verbs;  // the game's own verbs (at most 32); sent only when not empty
 };
 
 struct SessionOptions {
@@ -299,6 +338,10 @@ struct SessionStartParams {
 
 /// Valid entity / persona id for the protocol (lowercase words joined by '_', at most 48 chars).
 NPC_CORE_API bool IsValidEntityId(std::string_view id);
+
+/// What the server would refuse in a scene ("" when none): malformed or duplicate ids, more than 64
+/// entities in a list; verbs malformed (name, description, arguments), declared twice, built in, or more than 32.
+NPC_CORE_API std::string CheckScene(const Scene& scene);
 
 NPC_CORE_API json::Value SceneToJson(const Scene& scene);
 NPC_CORE_API std::string MakeSessionStart(const SessionStartParams& params, std::string_view id = {});

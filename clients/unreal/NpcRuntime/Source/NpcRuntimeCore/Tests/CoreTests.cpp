@@ -147,7 +147,11 @@ void TestProtocolParse() {
            Bad{R"({"response_id":"r","type":"response.audio","seq":0,"start_ms":0,"samples":"4","visemes":[]})", "response.audio: field 'samples' is not a number"},
            Bad{R"({"response_id":"r","type":"response.audio","seq":0.5,"start_ms":0,"samples":4,"visemes":[]})", "response.audio: field 'seq' is not an integer"},
            Bad{R"({"response_id":"r","type":"response.audio","seq":0,"start_ms":0,"samples":4,"visemes":[{"viseme":"zz","start_ms":0,"end_ms":1}]})", "response.audio.visemes[]: unknown viseme 'zz'"},
-           Bad{R"({"response_id":"r","type":"response.action","index":0,"verb":"dance","text_offset":0,"at_ms":null})", "response.action: unknown verb 'dance'"},
+           Bad{R"({"response_id":"r","type":"response.action","index":0,"verb":"Dance!","text_offset":0,"at_ms":null})", "response.action: 'Dance!' is not a verb name"},
+           Bad{R"({"response_id":"r","type":"response.action","index":0,"verb":"sit","args":{"seat":3},"text_offset":0})", "response.action: argument 'seat' is not a string"},
+           Bad{R"({"response_id":"r","type":"response.action","index":0,"verb":"sit","args":["stool"],"text_offset":0})", "response.action: field 'args' is not an object"},
+           Bad{R"({"response_id":"r","type":"response.action","index":0,"verb":"give","args":{"object":"cup"},"text_offset":0})", "response.action: give without an object and a target"},
+           Bad{R"({"response_id":"r","type":"response.end","status":"completed","text":"","actions":[{"verb":"grab"}],"timings":{}})", "response.end.actions[]: grab without an object"},
            Bad{R"({"response_id":"r","type":"response.action","index":0,"verb":"give","object":"cup","text_offset":0})", "response.action: give without an object and a target"},
            Bad{R"({"response_id":"r","type":"response.end","status":"done","text":"","actions":[],"timings":{}})", "response.end: unknown status 'done'"},
            Bad{R"({"response_id":"r","type":"response.end","status":"completed","text":"","actions":[],"timings":{"end":"x"}})", "response.end: timing 'end' is not a number"},
@@ -228,6 +232,7 @@ Action MakeAction(Verb verb, double at, const char* object, const char* target) 
   Action a;
   a.response_id = "r1";
   a.verb = verb;
+  a.verb_name = VerbName(verb);
   a.at_ms = at;
   a.object = object;
   a.target = target;
@@ -274,6 +279,121 @@ void TestTimeline() {
   o.AddAction(MakeAction(Verb::Give, 10, "a", "p"));
   std::vector<TimelineItem> both = o.Advance(10);
   EXPECT(both.size() == 2 && both[0].action.verb == Verb::Grab && both[1].action.verb == Verb::Give);
+}
+
+std::string Spell(const ActionArgs& args) {
+  std::string out;
+  for (const auto& a : args) out += (out.empty() ? "" : ",") + a.first + "=" + a.second;
+  return out;
+}
+
+// Verbs as data: any verb decodes into its name and args by name; the built-ins keep their typed form
+// (also from a server that sends no args); scenes declare verbs; the timeline carries custom actions.
+void TestVerbs() {
+  auto action = [](const std::string& text) -> std::optional<Action> {
+    EventResult r = ParseServerEvent(text);
+    if (!r.ok()) std::fprintf(stderr, "verbs: %s: %s\n", text.c_str(), r.error.c_str());
+    const auto* a = r.ok() ? std::get_if<Action>(&*r.event) : nullptr;
+    if (!a) return std::nullopt;
+    return *a;
+  };
+  const std::optional<Action> emote = action(
+      R"({"response_id":"r1","speaker":"jin","type":"response.action","index":1,"verb":"emote","args":{"gesture":"bow"},"object":null,"target":null,"text_offset":4,"at_ms":250.5})");
+  EXPECT(emote && emote->verb == Verb::Other && emote->verb_name == "emote" && emote->args.size() == 1 && emote->Arg("gesture") == "bow");
+  EXPECT(emote && emote->object.empty() && emote->target.empty() && emote->index == 1 && emote->at_ms == 250.5 && emote->speaker == "jin");
+  const std::optional<Action> sit = action(
+      R"({"response_id":"r1","type":"response.action","index":0,"verb":"sit","args":{"seat":"stool"},"text_offset":0,"at_ms":100})");
+  EXPECT(sit && sit->verb == Verb::Other && sit->verb_name == "sit" && sit->Arg("seat") == "stool" && sit->Arg("nothing").empty());
+  const std::optional<Action> place = action(
+      R"({"response_id":"r1","type":"response.action","index":0,"verb":"place","args":{"object":"cup","target":"counter","side":"left"},"text_offset":0,"at_ms":null})");
+  EXPECT(place && place->object == "cup" && place->target == "counter" && Spell(place->args) == "object=cup,target=counter,side=left");
+  const std::optional<Action> wave = action(R"({"response_id":"r1","type":"response.action","index":0,"verb":"wave","args":{},"text_offset":0})");
+  EXPECT(wave && wave->verb_name == "wave" && wave->args.empty());
+  // built-ins: typed as before, and args by name (from args, or from object/target of an older server)
+  const std::optional<Action> give = action(
+      R"({"response_id":"r1","type":"response.action","index":0,"verb":"give","args":{"object":"cup","target":"player"},"object":"cup","target":"player","text_offset":0,"at_ms":5})");
+  EXPECT(give && give->verb == Verb::Give && give->verb_name == "give" && give->object == "cup" && give->target == "player");
+  EXPECT(give && Spell(give->args) == "object=cup,target=player");
+  const std::optional<Action> old_give = action(
+      R"({"response_id":"r1","type":"response.action","index":0,"verb":"give","object":"cup","target":"player","text_offset":0,"at_ms":5})");
+  EXPECT(old_give && old_give->verb == Verb::Give && Spell(old_give->args) == "object=cup,target=player");
+  const std::optional<Action> old_move = action(
+      R"({"response_id":"r1","type":"response.action","index":0,"verb":"move","object":null,"target":"door","text_offset":0,"at_ms":null})");
+  EXPECT(old_move && old_move->verb == Verb::Move && old_move->target == "door" && Spell(old_move->args) == "target=door");
+  const std::optional<Action> grab = action(R"({"response_id":"r1","type":"response.action","index":0,"verb":"grab","args":{"object":"menu"},"text_offset":0})");
+  EXPECT(grab && grab->verb == Verb::Grab && grab->object == "menu" && grab->target.empty());
+  EXPECT(std::string(VerbName(Verb::Other)).empty() && VerbFromName("sit") == Verb::Other && VerbFromName("give") == Verb::Give);
+  EXPECT(IsValidVerbName("emote") && IsValidVerbName(std::string(32, 'a')) && !IsValidVerbName(std::string(33, 'a')) && !IsValidVerbName("Sit") &&
+         !IsValidVerbName("_x") && !IsValidVerbName(""));
+
+  // response.end: every action with its verb and args
+  EventResult end = ParseServerEvent(
+      R"({"response_id":"r1","type":"response.end","status":"completed","text":"Sure.","actions":[{"verb":"sit","args":{"seat":"stool"}},)"
+      R"({"verb":"emote","args":{"gesture":"bow"},"object":null},{"verb":"give","args":{"object":"cup","target":"player"},"object":"cup","target":"player"},)"
+      R"({"verb":"move","target":"door"}],"timings":{}})");
+  const auto* e = end.ok() ? std::get_if<ResponseEnd>(&*end.event) : nullptr;
+  EXPECT(e && e->actions.size() == 4);
+  if (e && e->actions.size() == 4) {
+    EXPECT(e->actions[0].verb == Verb::Other && e->actions[0].verb_name == "sit" && e->actions[0].Arg("seat") == "stool" && e->actions[0].object.empty());
+    EXPECT(e->actions[1].verb_name == "emote" && Spell(e->actions[1].args) == "gesture=bow");
+    EXPECT(e->actions[2].verb == Verb::Give && e->actions[2].object == "cup" && Spell(e->actions[2].args) == "object=cup,target=player");
+    EXPECT(e->actions[3].verb == Verb::Move && e->actions[3].target == "door" && Spell(e->actions[3].args) == "target=door");
+  }
+  // session.ready lists the declared verbs
+  EventResult ready = ParseServerEvent(
+      R"({"response_id":null,"type":"session.ready","session_id":"s","protocol":"1","character":{"id":"jin","name":"Jin"},)"
+      R"("actions":["move","grab","give","sit","emote"],"audio":null,"mood":"neutral"})");
+  const auto* rd = ready.ok() ? std::get_if<SessionReady>(&*ready.event) : nullptr;
+  EXPECT(rd && rd->actions.size() == 5 && rd->actions[3] == "sit");
+  EXPECT(!ParseServerEvent(R"({"response_id":null,"type":"session.ready","session_id":"s","protocol":"1","character":{"id":"jin","name":"Jin"},"actions":[3]})").ok());
+
+  // a custom action on the timeline, released on the clock like a built-in
+  Timeline t("r1");
+  t.AddAction(*sit);
+  t.AddAction(MakeAction(Verb::Give, 100, "cup", "player"));
+  std::vector<TimelineItem> due = t.Advance(100);
+  EXPECT(due.size() == 2 && due[0].action.verb_name == "sit" && due[0].action.Arg("seat") == "stool" && due[1].action.verb_name == "give");
+
+  // declaring verbs in the scene
+  Scene scene;
+  scene.objects = {{"stool", "stool", "a wooden stool"}};
+  EXPECT(json::Parse(MakeSceneUpdate(scene)).value.find("scene")->find("verbs") == nullptr);  // none: no field
+  scene.verbs = {VerbDef{"sit", "sits down on a seat", {VerbArg{"seat", "object", {}}}},
+                 VerbDef{"emote", "makes a gesture", {VerbArg{"gesture", "", {"wave", "bow", "shrug"}}}}};
+  EXPECT(CheckScene(scene).empty());
+  EXPECT(json::Dump(SceneToJson(scene)) ==
+         R"({"objects":[{"id":"stool","name":"stool","description":"a wooden stool"}],"locations":[],"characters":[],)"
+         R"("verbs":[{"name":"sit","description":"sits down on a seat","args":[{"name":"seat","type":"object"}]},)"
+         R"({"name":"emote","description":"makes a gesture","args":[{"name":"gesture","values":["wave","bow","shrug"]}]}]})");
+  SessionStartParams p;
+  p.character = "jin";
+  p.scene = scene;
+  EXPECT(json::Parse(MakeSessionStart(p)).value.find("scene")->find("verbs")->as_array().size() == 2);
+  EXPECT(json::Parse(MakeSceneUpdate(scene)).value.find("scene")->find("verbs")->as_array().size() == 2);
+  struct Refused { std::function<void(Scene&)> change; const char* fragment; };
+  for (const Refused& r : std::vector<Refused>{
+           {[](Scene& s) { s.verbs.push_back(VerbDef{"give", "gives", {}}); }, "built in"},
+           {[](Scene& s) { s.verbs.push_back(VerbDef{"emotion", "feels", {}}); }, "built in"},
+           {[](Scene& s) { s.verbs.push_back(VerbDef{"sit", "again", {}}); }, "declared twice"},
+           {[](Scene& s) { s.verbs[0].name = "Sit"; }, "must match"},
+           {[](Scene& s) { s.verbs[0].description.clear(); }, "description"},
+           {[](Scene& s) { s.verbs[0].description = std::string(121, 'x'); }, "description"},
+           {[](Scene& s) { for (int i = 0; i < 4; ++i) s.verbs[0].args.push_back(VerbArg{"a" + std::to_string(i), "any", {}}); }, "more than 4 arguments"},
+           {[](Scene& s) { s.verbs[0].args[0].type = "thing"; }, "type 'thing'"},
+           {[](Scene& s) { s.verbs[1].args[0].type = "object"; }, "either a type"},
+           {[](Scene& s) { s.verbs[0].args[0].type.clear(); }, "either a type"},
+           {[](Scene& s) { s.verbs[1].args[0].values[1] = "Bow"; }, "value 'Bow'"},
+           {[](Scene& s) { s.verbs[1].args[0].values[1] = "wave"; }, "value 'wave' twice"},
+           {[](Scene& s) { s.verbs[0].args.push_back(VerbArg{"seat", "location", {}}); }, "argument 'seat' twice"},
+           {[](Scene& s) { for (int i = 0; i < 31; ++i) s.verbs.push_back(VerbDef{"v" + std::to_string(i), "does", {}}); }, "more than 32 verbs"},
+           {[](Scene& s) { s.objects.push_back(Entity{"stool", "", ""}); }, "duplicate id 'stool'"},
+       }) {
+    Scene bad = scene;
+    r.change(bad);
+    const std::string problem = CheckScene(bad);
+    if (problem.find(r.fragment) == std::string::npos) std::fprintf(stderr, "CheckScene: '%s' lacks '%s'\n", problem.c_str(), r.fragment);
+    EXPECT(problem.find(r.fragment) != std::string::npos);
+  }
 }
 
 void TestConversation() {
@@ -443,6 +563,7 @@ int RunUnit(const std::string& arkit_path) {
   TestBuilders();
   TestFrameDecoder();
   TestTimeline();
+  TestVerbs();
   TestConversation();
   TestVisemes();
   TestPcm();
@@ -458,6 +579,12 @@ int RunUnit(const std::string& arkit_path) {
 
 // ---------------------------------------------------------------------------------------------
 // Session summary (replay and live): what the core parsed, as JSON
+
+json::Value ArgsJson(const ActionArgs& args) {
+  json::Value out = json::Value(json::Object{});
+  for (const auto& a : args) out.set(a.first, a.second);
+  return out;
+}
 
 class Summary {
  public:
@@ -499,7 +626,8 @@ class Summary {
       chunks_.push(std::move(a));
     } else if (const auto* act = std::get_if<Action>(&ev)) {
       json::Value a;
-      a.set("response_id", act->response_id).set("index", act->index).set("verb", VerbName(act->verb));
+      a.set("response_id", act->response_id).set("index", act->index).set("verb", act->verb_name);
+      a.set("typed", VerbName(act->verb)).set("args", ArgsJson(act->args));
       a.set("object", act->object.empty() ? json::Value() : json::Value(act->object));
       a.set("target", act->target.empty() ? json::Value() : json::Value(act->target));
       a.set("text_offset", act->text_offset).set("at_ms", act->at_ms ? json::Value(*act->at_ms) : json::Value());
@@ -509,8 +637,12 @@ class Summary {
       e.set("response_id", end->response_id).set("status", EndStatusName(end->status)).set("text", end->text);
       e.set("audio_ms", end->audio_ms ? json::Value(*end->audio_ms) : json::Value());
       json::Value acts = json::Value(json::Array{});
-      for (const auto& a : end->actions) acts.push(std::string(VerbName(a.verb)) + " " + a.object + " " + a.target);
-      e.set("actions", std::move(acts));
+      json::Value args = json::Value(json::Array{});
+      for (const auto& a : end->actions) {
+        acts.push(a.verb_name + " " + a.object + " " + a.target);
+        args.push(ArgsJson(a.args));
+      }
+      e.set("actions", std::move(acts)).set("action_args", std::move(args));
       json::Value timings;
       for (const auto& t : end->timings) timings.set(t.first, t.second);
       e.set("timings", std::move(timings));
@@ -550,8 +682,8 @@ class Summary {
           last_at = item.at_ms;
           if (item.kind == TimelineItem::Kind::Action) {
             json::Value f;
-            f.set("response_id", item.action.response_id).set("verb", VerbName(item.action.verb)).set("object", item.action.object);
-            f.set("target", item.action.target).set("at_ms", item.at_ms).set("released_at", clock);
+            f.set("response_id", item.action.response_id).set("verb", item.action.verb_name).set("object", item.action.object);
+            f.set("target", item.action.target).set("args", ArgsJson(item.action.args)).set("at_ms", item.at_ms).set("released_at", clock);
             fired_.push(std::move(f));
           } else if (item.kind == TimelineItem::Kind::Viseme) {
             released_visemes_ += 1;
@@ -573,8 +705,8 @@ class Summary {
     for (const TimelineItem& item : silent.due) {
       if (item.kind != TimelineItem::Kind::Action) continue;
       json::Value f;
-      f.set("response_id", item.action.response_id).set("verb", VerbName(item.action.verb)).set("object", item.action.object);
-      f.set("target", item.action.target).set("at_ms", json::Value()).set("released_at", 0);
+      f.set("response_id", item.action.response_id).set("verb", item.action.verb_name).set("object", item.action.object);
+      f.set("target", item.action.target).set("args", ArgsJson(item.action.args)).set("at_ms", json::Value()).set("released_at", 0);
       fired_.push(std::move(f));
     }
   }
@@ -705,6 +837,26 @@ Scene SceneFromFile(const std::string& path, std::string& error) {
   list("objects", scene.objects);
   list("locations", scene.locations);
   list("characters", scene.characters);
+  if (const json::Value* verbs = parsed.value.find("verbs")) {
+    for (const json::Value& v : verbs->as_array()) {
+      VerbDef def;
+      def.name = v.find("name") ? v.find("name")->as_string() : "";
+      def.description = v.find("description") ? v.find("description")->as_string() : "";
+      if (const json::Value* args = v.find("args")) {
+        for (const json::Value& a : args->as_array()) {
+          VerbArg arg;
+          arg.name = a.find("name") ? a.find("name")->as_string() : "";
+          arg.type = a.find("type") ? a.find("type")->as_string() : "";
+          if (const json::Value* values = a.find("values")) {
+            for (const json::Value& w : values->as_array()) arg.values.push_back(w.as_string());
+          }
+          def.args.push_back(arg);
+        }
+      }
+      scene.verbs.push_back(def);
+    }
+  }
+  error = CheckScene(scene);
   return scene;
 }
 
