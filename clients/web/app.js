@@ -4,7 +4,7 @@
 //                 &name=<player name>  &server=ws://host:port (default: the server that serves this page)
 //                 &access_token=<player token> (a server with auth on: passed on to the WebSocket URL)
 
-import { NpcClient } from "./npc-client.js";
+import { NpcClient, verbsProblem } from "./npc-client.js";
 import { Microphone, Player } from "./audio.js";
 import { Face, targetViseme } from "./face.js";
 import { SceneView } from "./scene-view.js";
@@ -64,6 +64,8 @@ async function connect() {
   player?.stop();
   const chosen = characters.find((c) => c.id === $("#character").value);
   const sceneJson = await (await fetch(chosen.scene)).json();
+  const badVerbs = verbsProblem(sceneJson.verbs);
+  if (badVerbs) throw new Error(`${chosen.scene}: ${badVerbs}`);
   const base = params.get("server") || `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}`;
   const token = params.get("access_token");
   const url = token ? `${base}${base.includes("?") ? "&" : "?"}access_token=${encodeURIComponent(token)}` : base;
@@ -191,7 +193,7 @@ function fire(ev, clockMs = demo.clockMs) {
   }
   const text = scene.describe(ev);
   demo.counters.actionsShown++;
-  demo.actions.push({ verb: ev.verb, object: ev.object, target: ev.target, at_ms: ev.at_ms, shown_at_ms: clockMs, text });
+  demo.actions.push({ verb: ev.verb, args: ev.args, object: ev.object, target: ev.target, at_ms: ev.at_ms, shown_at_ms: clockMs, text });
   scene.perform(ev);
   const li = document.createElement("li");
   li.textContent = ev.at_ms === null ? text : `${text} (at ${Math.round(ev.at_ms)} ms)`;

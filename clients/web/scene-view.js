@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 // A small 2-D view of the scene JSON a client declares (objects, locations, characters) where the character
-// acts out move / grab / give: it walks to a place, picks an object up, hands it to someone.
+// acts out move / grab / give: it walks to a place, picks an object up, hands it to someone. Any other verb (one the
+// scene declares in `verbs`, e.g. sit or emote) is shown as text, with its description and its arguments; the
+// character walks to the entity it names, if any.
 
 const SVG = "http://www.w3.org/2000/svg";
 const WIDTH = 600;
@@ -29,6 +31,7 @@ export class SceneView {
     this.names = new Map(
       ["objects", "locations", "characters"].flatMap((k) => (scene[k] || []).map((e) => [e.id, label(e)])),
     );
+    this.verbs = new Map((scene.verbs || []).map((v) => [v.name, v])); // the scene's own verbs, by name
     this.objects = new Map(); // object id -> {g, x, y, heldBy}
     this.queue = Promise.resolve();
     this.svg = node("svg", { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, class: "scene" });
@@ -70,24 +73,36 @@ export class SceneView {
     container.replaceChildren(this.svg);
   }
 
-  /** Queues an action {verb, object, target}; resolves when it has been acted out. */
+  /** Queues an action {verb, args} (args: every argument by name); resolves when it has been acted out. */
   perform(action) {
     this.queue = this.queue.then(() => this._act(action)).catch((err) => console.error("scene action failed", err));
     return this.queue;
   }
 
-  describe({ verb, object, target }) {
+  /** The action in words: "Jin gives chopsticks to Kai"; a declared verb by its description and arguments:
+   *  "Jin sits down on a seat (seat: stool)"; a verb the scene does not describe: "Jin does wave". */
+  describe({ verb, args = {} }) {
     const name = (id) => this.names.get(id) || id;
+    const { object, target } = args;
     if (verb === "move") return `${this.actor.name} moves to ${name(target)}`;
     if (verb === "grab") return `${this.actor.name} grabs ${name(object)}`;
-    return `${this.actor.name} gives ${name(object)} to ${name(target)}`;
+    if (verb === "give") return `${this.actor.name} gives ${name(object)} to ${name(target)}`;
+    const described = this.verbs.get(verb)?.description;
+    const listed = Object.entries(args).map(([k, v]) => `${k}: ${name(v)}`).join(", ");
+    return `${this.actor.name} ${described || `does ${verb}`}${listed ? ` (${listed})` : ""}`;
   }
 
   async _act(action) {
     this.caption.textContent = this.describe(action);
-    const { verb, object, target } = action;
+    const { verb, args = {} } = action;
+    const { object, target } = args;
     if (verb === "move") {
       await this._walkTo(target);
+      return;
+    }
+    if (verb !== "grab" && verb !== "give") { // a declared verb: walk to the first entity it names, if any
+      const place = Object.values(args).find((v) => this.places.has(v));
+      if (place) await this._walkTo(place);
       return;
     }
     const item = this.objects.get(object);
