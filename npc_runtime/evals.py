@@ -56,7 +56,7 @@ async def run_case(dialogue: Dialogue, persona: Persona, scene: Scene, case: dic
         elif isinstance(out, ActionOut):
             actions.append(out.action)
     timeline.mark("end")
-    verbs = allowed_verbs(persona)
+    verbs = allowed_verbs(persona, scene)
     as_lists = [a.as_list() for a in actions]
     invalid = [a.as_list() for a in actions if not validate_action(a, scene, verbs, persona.id)]
     marks = timeline.as_ms()

@@ -286,7 +286,7 @@ async def run_character_case(dialogue: Dialogue, persona: Persona, scene: Scene,
     if speaker is not None:
         await voice(speaker.flush())
     timeline.mark("end")
-    verbs = allowed_verbs(persona)
+    verbs = allowed_verbs(persona, scene)
     reply = Reply(
         text="".join(text), actions=[a.action.as_list() for a in actions], emotions=emotions,
         invalid=[a.action.as_list() for a in actions if not validate_action(a.action, scene, verbs, persona.id)],

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from npc_runtime import PROTOCOL_VERSION
 from npc_runtime.errors import ProtocolError
-from npc_runtime.scene import EntityId, Scene
+from npc_runtime.scene import EntityId, Scene, VerbName
 
 #: Largest text frame the server accepts (bytes). Larger frames get ``message_too_large``.
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -235,9 +235,11 @@ class ActionEvent(_Spoken):
     type: Literal["response.action"] = "response.action"
     response_id: str
     index: int = Field(description="0-based position among this response's actions.")
-    verb: Literal["move", "grab", "give"]
-    object: str | None = Field(default=None, description="grab/give: the object id.")
-    target: str | None = Field(default=None, description="move: where to (any id); give: the character receiving.")
+    verb: VerbName = Field(description="The verb: a built-in (move, grab, give) or one the scene declares.")
+    args: dict[str, str] = Field(default_factory=dict, description="Every argument by name, in the verb's order "
+                                                                   "(give: object, target; move: target; grab: object; a declared verb: its own).")
+    object: str | None = Field(default=None, description="The argument named object (grab/give: the object id).")
+    target: str | None = Field(default=None, description="The argument named target (move: where to, any id; give: the character receiving).")
     text_offset: int = Field(description="Characters of speech text before this action.")
     at_ms: float | None = Field(default=None, description="Audio time at which the speech before the action ends; null without audio.")
 
@@ -251,7 +253,8 @@ class EmotionEvent(_Spoken):
 
 
 class ActionRecord(_Msg):
-    verb: Literal["move", "grab", "give"]
+    verb: VerbName
+    args: dict[str, str] = Field(default_factory=dict, description="Every argument by name (as in response.action).")
     object: str | None = None
     target: str | None = None
 

@@ -367,7 +367,7 @@ class Turn:
                     a = out.action
                     await self.session.emit(p.ActionEvent(
                         response_id=self.id, speaker=self.speaker_id, index=len(self.actions) - 1, verb=a.verb,
-                        object=a.object, target=a.target, text_offset=out.text_offset,
+                        args=a.arguments, object=a.object, target=a.target, text_offset=out.text_offset,
                         at_ms=self._at_ms(),
                     ))
             if self.speaking:
@@ -430,7 +430,7 @@ class Turn:
             response_id=self.id, speaker=self.speaker_id,
             status=self.status,
             text=self.text,
-            actions=[p.ActionRecord(verb=a.action.verb, object=a.action.object, target=a.action.target) for a in self.actions],
+            actions=[p.ActionRecord(verb=a.action.verb, args=a.action.arguments, object=a.action.object, target=a.action.target) for a in self.actions],
             timings=timings,
             truncated=self.stats.finish_reason == "length",
             audio_ms=round(self.speaker.position_ms, 1) if self.speaker is not None else None,
@@ -636,7 +636,7 @@ class Session:
             self.cast[member_persona.id] = member
         await self.emit(p.SessionReady(
             session_id=self.id, character=p.CharacterInfo(id=persona.id, name=persona.name),
-            actions=allowed_verbs(persona),
+            actions=allowed_verbs(persona, self.scene),
             audio=p.AudioFormat(sample_rate=tts.sample_rate) if self.audio_enabled and tts is not None else None,
             audio_in=msg.options.audio_in if self.listener is not None else None,
             listen=self.listen_settings,

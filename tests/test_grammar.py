@@ -204,8 +204,7 @@ def test_action_lists_and_tags() -> None:
 
 
 def test_bad_arguments() -> None:
-    with pytest.raises(ValueError):
-        build_action_grammar(ramen(), ["fly"])
+    assert "fly" not in build_action_grammar(ramen(), ["fly", "grab"])  # a verb the scene does not define is no tag
     with pytest.raises(TypeError):
         build_action_grammar(ramen(), "move")
     with pytest.raises(ValueError):

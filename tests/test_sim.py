@@ -392,7 +392,8 @@ async def test_outputs_are_written(tmp_path: Path, sim_server) -> None:
     assert [p.name for p in paths] == ["transcript.jsonl", "report.md"]  # text-only sessions: no audio
     lines = [json.loads(line) for line in (tmp_path / "run" / "transcript.jsonl").read_text().splitlines()]
     assert [(d["turn"], d["role"], d["character"]) for d in lines] == [(1, "patient", "patient_victor"), (2, "nurse", "nurse_amara"), (3, "patient", "patient_victor")]
-    assert lines[1]["actions"] == [{"verb": "give", "object": "consent_form", "target": "patient_victor"}] and "end" in lines[1]["timings"]
+    assert lines[1]["actions"] == [{"verb": "give", "args": {"object": "consent_form", "target": "patient_victor"},
+                                    "object": "consent_form", "target": "patient_victor"}] and "end" in lines[1]["timings"]
     report = (tmp_path / "run" / "report.md").read_text()
     for needle in ("# A tiny scene", "A triage desk at night.", "I have waited four hours!", "`give consent_form patient_victor`",
                    "| empathy: Names his feelings. | unscored |", "Stopped by: turn limit (3). Seed: 5."):

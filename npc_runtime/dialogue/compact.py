@@ -47,7 +47,7 @@ def compact_prefix(persona: Persona, verbs: Sequence[str], scene: Scene, *, play
         lines.append(limits)
     if verbs:
         lines.append(
-            "You can act with tags: " + verbs_help(verbs) + ". "
+            "You can act with tags: " + verbs_help(verbs, scene) + ". "
             "Use the id of the thing the player names. Put tags first. "
             "If the thing is not in the scene, or the player is just talking, write no tag."
         )

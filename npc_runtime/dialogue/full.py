@@ -58,7 +58,7 @@ def full_prefix(persona: Persona, verbs: Sequence[str], scene: Scene, *, player_
         )
     if verbs:
         lines.append(
-            "You can act by writing tags in your reply: " + verbs_help(verbs) + ". Use only the ids of the scene below, "
+            "You can act by writing tags in your reply: " + verbs_help(verbs, scene) + ". Use only the ids of the scene below, "
             "for the thing or person named. Act when asked or when the moment calls for it; when the thing is not in "
             "the scene, or you are just talking, write no tag."
         )

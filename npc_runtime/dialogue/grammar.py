@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from npc_runtime.actions import EMOTIONS, VERBS, Action, Targets, parse_action, usable_verbs, validate_action
+from npc_runtime.actions import EMOTIONS, VERBS, Action, Targets, parse_action, usable_definitions, usable_verbs, validate_action
 from npc_runtime.scene import Scene
 
 __all__ = ["VERBS", "Action", "build_action_grammar", "gbnf_literal", "parse_action", "usable_verbs", "validate_action"]
@@ -50,8 +50,8 @@ def build_action_grammar(
     ``emotions``, ``[emotion <name>]`` (one of :data:`~npc_runtime.actions.EMOTIONS`) is a tag too."""
     if max_text_chars is not None and max_text_chars < 1:
         raise ValueError("max_text_chars must be at least 1")
-    use = usable_verbs(scene, verbs, self_id=self_id)
-    tags = [*use, "emotion"] if emotions else list(use)
+    use = usable_definitions(scene, verbs, self_id=self_id)
+    tags = [_verb_rule(v.name) for v in use] + (["emotion"] if emotions else [])
     text_rule = f"{TEXT_CHAR}+" if max_text_chars is None else f"{TEXT_CHAR}{{1,{max_text_chars}}}"
     if not tags:
         return f"root ::= text\ntext ::= {text_rule}\n"
@@ -63,20 +63,35 @@ def build_action_grammar(
     lines.append('tag ::= "[" (' + " | ".join(tags) + ') "]"')
     if emotions:
         lines.append('emotion ::= "emotion " ' + _alternatives(EMOTIONS))
-    if "move" in use:
-        lines.append('move ::= "move " move-target')
-    if "grab" in use:
-        lines.append('grab ::= "grab " object')
-    if "give" in use:
-        lines.append('give ::= "give " object " " recipient')
-    if "grab" in use or "give" in use:
-        lines.append("object ::= " + _alternatives(t.objects))
-    if "move" in use:
-        lines.append("move-target ::= " + _alternatives(t.move_targets))
-    if "give" in use:
-        lines.append("recipient ::= " + _alternatives(t.recipients))
+    kinds: list[str] = []  # entity argument types used, in first-use order
+    for verb in use:
+        parts = [gbnf_literal(verb.name + " " if verb.args else verb.name)]
+        for arg in verb.args:
+            if arg.values is not None:
+                rule = f"{_verb_rule(verb.name)}-{arg.name.replace('_', '-')}"
+                lines.append(f"{rule} ::= {_alternatives(arg.values)}")
+            else:
+                rule = _KIND_RULES[arg.type or "any"]
+                if rule not in kinds:
+                    kinds.append(rule)
+            parts.append(rule)
+        lines.append(f"{_verb_rule(verb.name)} ::= {parts[0]}" + "".join(f' {p}' if i == 0 else f' " " {p}' for i, p in enumerate(parts[1:])))
+    choices = {"object": t.objects, "location": t.locations, "recipient": t.characters, "move-target": t.any}
+    for rule in sorted(kinds, key=list(_KIND_ORDER).index):
+        lines.append(f"{rule} ::= " + _alternatives(choices[_KIND_ORDER[rule]]))
     lines.append(f"text ::= {text_rule}")
     return "\n".join(lines) + "\n"
+
+
+#: GBNF rule of each entity argument type (the built-ins' names of old, so their grammar reads as before).
+_KIND_RULES = {"object": "object", "location": "location", "character": "recipient", "any": "move-target"}
+_KIND_ORDER = {"object": "object", "move-target": "move-target", "recipient": "recipient", "location": "location"}
+
+
+def _verb_rule(name: str) -> str:
+    """A verb's GBNF rule name: the built-ins keep theirs; a declared verb gets ``v-`` and ``-`` for ``_`` (llama.cpp
+    rejects ``_`` in rule names, and the prefix keeps it clear of the grammar's own rules)."""
+    return name if name in VERBS else "v-" + name.replace("_", "-")
 
 
 def gbnf_literal(value: str) -> str:

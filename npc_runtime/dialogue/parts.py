@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from npc_runtime.actions import EMOTIONS
+from npc_runtime.actions import EMOTIONS, arguments_text, vocabulary
 from npc_runtime.persona.schema import Persona
 from npc_runtime.scene import Entity, Scene
 
@@ -74,8 +74,13 @@ def limits_line(persona: Persona) -> str | None:
     return "Never talk about: " + ", ".join(persona.forbidden_topics) + f". If asked, say: \"{persona.refusal}\""
 
 
-def verbs_help(verbs: Sequence[str]) -> str:
-    return "; ".join(VERB_HELP[v] for v in verbs)
+def verbs_help(verbs: Sequence[str], scene: Scene | None = None) -> str:
+    """One line on each verb: the built-ins' own words (what the tuned adapter was trained on), and for a verb the
+    scene declares its shape and description (``[emote wave|bow|shrug] makes a gesture``). A name the scene does not
+    define is left out."""
+    known = vocabulary(scene)
+    return "; ".join(VERB_HELP[v] if v in VERB_HELP else f"{arguments_text(known[v])} {known[v].description}"
+                     for v in verbs if v in known)
 
 
 def emotion_help(persona: Persona) -> str | None:

@@ -38,7 +38,7 @@ def tuned_prefix(persona: Persona, verbs: Sequence[str], scene: Scene, *, player
     if limits:
         lines.append(limits)
     if verbs:
-        lines.append("Actions: " + verbs_help(verbs) + ". Only ids of the scene; no tag when the thing is not here.")
+        lines.append("Actions: " + verbs_help(verbs, scene) + ". Only ids of the scene; no tag when the thing is not here.")
     if persona.emotions:
         lines.append("Emotions: [emotion NAME], NAME one of " + ", ".join(EMOTIONS) + f". Resting mood: {persona.mood}.")
     lines.append(scene_text(scene, self_id=persona.id, player_name=player_name))

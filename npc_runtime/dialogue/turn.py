@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from npc_runtime.actions import declared
 from npc_runtime.dialogue.ending import Ending, hard_limit
 from npc_runtime.dialogue.grammar import build_action_grammar
 from npc_runtime.dialogue.in_world import InWorld
@@ -72,8 +73,9 @@ class TurnStats:
     broke_character: list[str] = field(default_factory=list)
 
 
-def allowed_verbs(persona: Persona) -> list[str]:
-    return list(persona.actions)
+def allowed_verbs(persona: Persona, scene: Scene | None = None) -> list[str]:
+    """The verbs the character may use: the persona's, and those the scene declares (the game's own)."""
+    return declared(scene, persona.actions)
 
 
 class Dialogue:
@@ -118,7 +120,7 @@ class Dialogue:
         model's own tokenizer where the backend has one (the embedded engine), else bounded by bytes / 3. Returns the
         prefix's tokens. A prompt that is bounded this way (lines, facts, memory and history are bounded already) never
         holds the single engine thread for long (issue 15: one 16,632-token scene held it ~45 s)."""
-        verbs = allowed_verbs(persona)
+        verbs = allowed_verbs(persona, scene)
         full = self._request(TurnInput(persona=persona, scene=scene, history=(), player_text=None, player_name=player_name), verbs)
         bare = self._request(TurnInput(persona=persona, scene=Scene(), history=(), player_text=None, player_name=player_name), verbs)
         prefix_tokens = await self._count(full.messages[: full.prefix_messages])
@@ -142,7 +144,7 @@ class Dialogue:
         """Warm the backend for this character and scene before anyone speaks: its prompt
         prefix is evaluated and cached, its grammar validated. Best-effort."""
         turn = TurnInput(persona=persona, scene=scene, history=(), player_text=None, player_name=player_name)
-        request = self._request(turn, allowed_verbs(persona))
+        request = self._request(turn, allowed_verbs(persona, scene))
         prefix = GenerationRequest(
             messages=request.messages[: request.prefix_messages], prefix_messages=request.prefix_messages,
             cache_key=request.cache_key, max_tokens=1,
@@ -153,7 +155,7 @@ class Dialogue:
 
     async def respond(self, turn: TurnInput, *, timeline: Timeline, stats: TurnStats) -> AsyncIterator[SpeechDelta | ActionOut | EmotionOut]:
         """Stream one reply. Cancel-safe: closing it stops generation; what was yielded stands."""
-        verbs = allowed_verbs(turn.persona)
+        verbs = allowed_verbs(turn.persona, turn.scene)
         ending = Ending(turn.max_tokens or turn.persona.llm.max_tokens)
         request = self._request(turn, verbs, ending)
         if request.grammar is not None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from npc_runtime.actions import VERB_ARITY, VERBS, action_problem
-from npc_runtime.scene import EntityId, Scene
+from npc_runtime.actions import VERB_ARITY, VERBS, action_problem, vocabulary
+from npc_runtime.scene import EntityId, Scene, VerbName
 
-ActionVerb = Literal["move", "grab", "give"]
+#: A verb a persona may list: a built-in, or one its ``scene`` declares (the game declares it at run time).
+ActionVerb = VerbName
 Emotion = Literal["neutral", "joy", "anger", "sadness", "fear", "surprise", "disgust"]
 ALL_VERBS: tuple[str, ...] = VERBS
 __all__ = ["ALL_VERBS", "VERB_ARITY", "ActionVerb", "Example", "LLMSettings", "Persona", "VoiceSettings", "example_problems"]
@@ -73,8 +74,10 @@ class Persona(_Strict):
     goals: list[str] = Field(default_factory=list, max_length=20)
     forbidden_topics: list[str] = Field(default_factory=list, max_length=50, description="What the character will not talk about.")
     refusal: str = Field(default="I'd rather not talk about that.", max_length=300, description="What it says when asked about a forbidden topic.")
-    actions: list[ActionVerb] = Field(default_factory=list, description="Verbs this character may use; empty = talks only.")
     scene: Scene | None = Field(default=None, description="A typical scene for this character (the shape a client declares); the ids in the examples' tags are checked against it.")
+    actions: list[ActionVerb] = Field(default_factory=list, max_length=32,
+                                      description="Verbs this character may use: move, grab, give, or verbs its scene declares (scene.verbs); "
+                                                  "empty = talks only. Verbs a client's scene declares are usable too.")
     mood: Emotion = Field(default="neutral", description="Resting mood: the face's expression when no [emotion] tag says otherwise.")
     emotions: bool = Field(default=True, description="Let replies change the face with [emotion <name>] tags.")
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
@@ -87,9 +90,14 @@ class Persona(_Strict):
 
     @field_validator("actions")
     @classmethod
-    def _unique_actions(cls, actions: list[ActionVerb]) -> list[ActionVerb]:
+    def _known_actions(cls, actions: list[ActionVerb], info: ValidationInfo) -> list[ActionVerb]:
         if len(set(actions)) != len(actions):
             raise ValueError("each verb may appear only once")
+        known = vocabulary(info.data.get("scene"))
+        for index, verb in enumerate(actions):
+            if verb not in known:
+                raise ValueError(f"item {index}: {verb!r} is not a verb: built in are move, grab and give; "
+                                 "declare another in this persona's scene.verbs (name, description, args)")
         return actions
 
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from npc_runtime import protocol as p
+from npc_runtime.actions import vocabulary
 from npc_runtime.client import AudioFrame, NpcClient
 from npc_runtime.errors import NpcError
 from npc_runtime.sim.repetition import first_repeat, normalise, repeats
@@ -297,6 +298,7 @@ async def _tell_others(seats: dict[str, _Seat], scenario: Scenario, rec: TurnRec
 
 def _action_descriptions(scenario: Scenario, rec: TurnRecord) -> list[str]:
     names = {r.persona: scenario.role_name(k) for k, r in scenario.roles.items()}
+    known = vocabulary(scenario.full_scene())
     out = []
     for a in rec.actions:
         obj, target = a.get("object"), names.get(a.get("target", ""), a.get("target"))
@@ -304,8 +306,13 @@ def _action_descriptions(scenario: Scenario, rec: TurnRecord) -> list[str]:
             out.append(f"{rec.name} gave {obj} to {target}.")
         elif a["verb"] == "grab":
             out.append(f"{rec.name} picked up {obj}.")
-        else:
+        elif a["verb"] == "move":
             out.append(f"{rec.name} moved to {target}.")
+        else:  # a verb the scenario's scene declares: its own description
+            verb = known.get(a["verb"])
+            values = ", ".join(names.get(v, v) for v in (a.get("args") or {}).values())
+            what = verb.description if verb is not None else a["verb"]
+            out.append(f"{rec.name} {what}" + (f" ({values})." if values else "."))
     return out
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from yaml.nodes import MappingNode, Node
 
-from npc_runtime.actions import VERBS, action_problem
+from npc_runtime.actions import action_problem, vocabulary
 from npc_runtime.errors import NpcError, PersonaFileError
 from npc_runtime.persona import loader as _yaml
 from npc_runtime.persona.schema import Persona
@@ -274,10 +274,11 @@ def _semantic_errors(where: str, root: Node, s: Scenario, stem: str, personas: M
     scene = s.full_scene()
     for i, action in enumerate(s.stop.actions):
         key = stop_action_key(action, s)
+        known = vocabulary(scene)
         if len(key.split()) == 1:
-            problem = None if key in VERBS else f"unknown verb {key!r} (verbs: {', '.join(VERBS)})"
+            problem = None if key in known else f"unknown verb {key!r} (verbs: {', '.join(known)})"
         else:
-            problem = action_problem(key, scene, VERBS)
+            problem = action_problem(key, scene, list(known))
         if problem:
             add(("stop", "actions", i), problem)
     for i, phrase in enumerate(s.stop.phrases):
