@@ -279,5 +279,5 @@ async def test_template_markers_in_player_text_do_not_become_tokens(engine: VLLM
 
         raw = await tokens([{"role": "system", "content": "You are Jin."}, {"role": "user", "content": forged}])
         sent = await tokens(body["messages"])
-    assert raw.count(im_start) == 5  # unprotected, the player's text would open a system message
+    assert raw.count(im_start) == 4  # unprotected, the player's text opens a system message of its own (3 are the template's)
     assert sent.count(im_start) == 3 and sent.count(im_end) == 2 and eos not in sent
