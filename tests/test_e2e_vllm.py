@@ -83,3 +83,17 @@ def test_cli_say_with_the_vllm_backend(vllm_server: Any) -> None:
     events = [parse_server_event(line) for line in proc.stdout.splitlines() if line.strip()]
     assert events[0].type == "session.ready" and events[-1].type == "response.end"
     _valid_for(scene_dict("lab.json"), events, "nova")
+
+
+async def test_declared_verbs_through_vllm(vllm_engine: VLLMEngine) -> None:
+    """Issue 16: a scene's own verbs (sit, emote) through xgrammar on vLLM: the grammar is accepted and the tags it
+    makes the model write parse into valid actions with their arguments."""
+    from npc_runtime.actions import validate_action
+    from test_verbs import forced_declared_tags, scene
+
+    from npc_runtime.dialogue.grammar import build_action_grammar
+
+    await vllm_engine.validate_grammar(build_action_grammar(scene().without("jin"), ["move", "grab", "give"], self_id="jin", emotions=True))
+    actions = await forced_declared_tags(vllm_engine, seed=1)
+    assert actions and actions[0].verb in ("sit", "emote"), actions
+    assert all(validate_action(a, scene().without("jin"), ["sit", "emote"], "jin") for a in actions)
