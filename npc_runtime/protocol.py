@@ -468,7 +468,8 @@ def _json_kind(value: Any) -> str:
         return "a boolean"
     if isinstance(value, (int, float)):
         return "a number"
-    return {dict: "an object", list: "an array"}.get(type(value), type(value).__name__)
+    kinds: dict[type, str] = {dict: "an object", list: "an array"}
+    return kinds.get(type(value), type(value).__name__)
 
 
 def _code_for(exc: ValidationError) -> str:

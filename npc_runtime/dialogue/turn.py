@@ -185,7 +185,9 @@ class Dialogue:
                 stats.broke_character = guard.claims
                 log.info("reply.out_of_character", persona=turn.persona.id, claims=guard.claims)
         finally:
-            await stream.aclose()
+            close = getattr(stream, "aclose", None)  # every backend streams from an async generator
+            if close is not None:
+                await close()
             stats.dropped_tags = parser.dropped
 
 

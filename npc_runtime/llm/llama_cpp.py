@@ -468,6 +468,7 @@ class LlamaCppEngine:
         request = GenerationRequest(messages=[ChatMessage("user", "Hi")], max_tokens=2, temperature=0.0)
         async for _ in self.stream(request):
             pass
+        await self.count_tokens(request.messages)  # the admission counter's vocabulary (~0.2 s), before any player waits
 
     async def prefill(self, request: GenerationRequest) -> None:
         """Evaluate the request's prefix in the engine thread and keep its state under
