@@ -46,17 +46,58 @@ def missing_toolchain(reason: str) -> None:
 
 
 NPC = [sys.executable, "-m", "npc_runtime.cli"]
-_TAG = re.compile(r"\[(move|grab|give) ([a-z0-9_]+)(?: ([a-z0-9_]+))?\]")
+
+#: The game's own verbs the client tests declare in their scene (issue 16, verbs as data), with the object they name.
+SCENE_VERBS: list[dict[str, Any]] = [
+    {"name": "sit", "description": "sits down on a seat", "args": [{"name": "seat", "type": "object"}]},
+    {"name": "emote", "description": "makes a gesture", "args": [{"name": "gesture", "values": ["wave", "bow", "shrug"]}]},
+]
+STOOL = {"id": "stool", "name": "stool", "description": "a free wooden stool at the counter"}
+#: The scripted server answers this with the scene's own verbs (tests/data/scripted_llm.json): an emote, then a sit.
+SEAT_PROMPT = "Take a seat, please."
+#: Each verb's argument names, in the order its tag names them: the built-ins, then SCENE_VERBS.
+ARG_NAMES: dict[str, tuple[str, ...]] = {
+    "move": ("target",), "grab": ("object",), "give": ("object", "target"),
+    **{v["name"]: tuple(a["name"] for a in v["args"]) for v in SCENE_VERBS},
+}
+_TAG = re.compile(r"\[([a-z][a-z0-9_]*)((?: [a-z0-9_]+)*)\]")
 
 
-def scripted_actions(said: str) -> list[dict[str, str | None]]:
-    """The actions (``{verb, object, target}``, in order) of the scripted server's reply to ``said``, read from SCRIPT."""
+def scene_with_verbs(scene: dict[str, Any]) -> dict[str, Any]:
+    """``scene`` (a scene JSON) plus the stool and SCENE_VERBS: what a client declares to test the game's own verbs."""
+    return {**scene, "objects": [*scene.get("objects", []), STOOL], "verbs": SCENE_VERBS}
+
+
+def scripted_verbs(said: str) -> list[dict[str, Any]]:
+    """The actions of the scripted server's reply to ``said`` (read from SCRIPT), in order, as data: ``{verb, args}``
+    with every argument by name (the built-ins' and SCENE_VERBS'); emotion tags are not actions."""
     from npc_runtime.llm.base import ChatMessage, GenerationRequest
     from npc_runtime.llm.scripted import ScriptedLLM
 
     reply = ScriptedLLM.from_file(SCRIPT).reply_for(GenerationRequest(messages=[ChatMessage("user", said)]))
-    return [{"verb": verb, "object": None if verb == "move" else a, "target": a if verb == "move" else (b or None)}
-            for verb, a, b in _TAG.findall(reply)]
+    actions = []
+    for verb, values in _TAG.findall(reply):
+        if verb == "emotion":
+            continue
+        names = ARG_NAMES[verb]
+        words = values.split()
+        assert len(words) == len(names), f"{SCRIPT}: [{verb}{values}] needs {len(names)} arguments"
+        actions.append({"verb": verb, "args": dict(zip(names, words))})
+    return actions
+
+
+def scripted_actions(said: str) -> list[dict[str, str | None]]:
+    """The actions of the scripted server's reply to ``said`` as ``{verb, object, target}`` (the arguments of those
+    names, else None): the built-ins' typed form, which every client still decodes."""
+    return [{"verb": a["verb"], "object": a["args"].get("object"), "target": a["args"].get("target")} for a in scripted_verbs(said)]
+
+
+def action_as_data(action: dict[str, Any]) -> dict[str, Any]:
+    """A ``response.action`` or ``response.end.actions`` entry as ``{verb, args}``. A server from before verbs were data
+    sends no ``args``: a built-in's come from its ``object``/``target``."""
+    if action.get("args") is not None:
+        return {"verb": action["verb"], "args": dict(action["args"])}
+    return {"verb": action["verb"], "args": {n: action[n] for n in ARG_NAMES.get(action["verb"], ()) if action.get(n) is not None}}
 
 
 @dataclass

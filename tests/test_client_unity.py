@@ -16,6 +16,10 @@ with Mono's ``mcs`` and run with ``mono`` outside Unity (issue 8):
 4. auth: against the scripted server with auth on, a text turn with a valid player token (sent by NpcConnection as
    ``Authorization: Bearer``), and the handshake without a token and with a badly signed one: refused at once with
    NpcConnectException, HTTP 401 ``unauthorized`` and the server's reason.
+5. verbs as data (issue 16): the unit checks decode any verb into an NpcAction (verb and args by name) and keep the
+   built-ins' typed object/target; live, a scene declaring ``sit`` (seat: object) and ``emote`` (gesture: wave|bow|shrug)
+   and a stool: session.ready lists them, a built-in turn still decodes as before, and the scripted reply
+   "[emote bow] ... [sit stool]" arrives as those verbs with their args, released by ReplyPlayer on the audio clock.
 
 The Runtime/Unity MonoBehaviours need UnityEngine and are not compiled here.
 """
@@ -39,7 +43,7 @@ from npc_runtime.tts.visemes import VISEMES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from live_server import AuthServer, LiveServer, missing_toolchain, scripted_actions  # noqa: E402
+from live_server import SEAT_PROMPT, AuthServer, LiveServer, missing_toolchain, scene_with_verbs, scripted_actions, scripted_verbs  # noqa: E402
 from live_server import scripted_auth_server  # noqa: E402,F401  (fixture: started once per run, see live_server.py)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,7 +128,7 @@ def test_package_and_engine_free_assemblies() -> None:
 
 def test_unit_checks(console_test: list[str]) -> None:
     summary = _run(console_test, timeout=120)
-    assert summary["unit"]["passed"] >= 130  # each check is one assertion in UnitChecks.cs
+    assert summary["unit"]["passed"] >= 180  # each check is one assertion in UnitChecks.cs (VerbsAsData: custom verbs)
     assert "live" not in summary
 
 
@@ -149,7 +153,9 @@ def _write_request_wav(path: Path, rate: int = 44100) -> float:
 def _check_ready(live: dict[str, Any]) -> dict[str, Any]:
     ready = live["ready"]
     assert ready["protocol"] == "1" and ready["character"] == "jin" and ready["character_name"] == "Jin"
-    assert set(ready["actions"]) <= {"move", "grab", "give"} and ready["actions"]
+    # the built-ins and the verbs the scene declared (all of them): no others
+    assert set(ready["actions"]) <= {"move", "grab", "give", *ready["scene_verbs"]} and ready["actions"]
+    assert set(ready["scene_verbs"]) <= set(ready["actions"])
     assert ready["audio_in_sample_rate"] == 16000 and ready["end_silence_ms"] == 2500
     return ready
 
@@ -183,6 +189,8 @@ def _check_text_turn(live: dict[str, Any]) -> dict[str, Any]:
 
     for action in turn["actions"]:
         assert action["verb"] in ready["actions"]
+        if action["verb"] in ("move", "grab", "give"):  # the typed form and the args by name agree
+            assert action["args"] == {k: action[k] for k in ("object", "target") if action[k] is not None}
         if action["verb"] in ("grab", "give"):
             assert action["object"] in objects
         assert action["target"] in (characters if action["verb"] == "give" else every_id | {None})
@@ -240,6 +248,45 @@ def test_live_conversation(console_test: list[str], scripted_server: LiveServer,
     assert voice["audio_chunks"] >= 1 and voice["reply"].strip()
 
     assert live["cancelled_turn"]["status"] == "interrupted"
+    assert live["closed"] == {"clean": True, "status": "NormalClosure"}
+
+
+def test_live_custom_verbs(console_test: list[str], scripted_server: LiveServer, tmp_path: Path) -> None:
+    """The game's own verbs end to end: the scene declares sit (seat: object) and emote (gesture: wave|bow|shrug) and
+    a stool; session.ready lists them; the built-in turn decodes as before (typed object/target, args by name); the
+    scripted reply "[emote bow] ... [sit stool]" comes as those verbs with their args (response.action and
+    response.end), the emote before the words, the sit at the end of the audio, released on the audio clock."""
+    scene = tmp_path / "ramen_shop_verbs.json"
+    scene.write_text(json.dumps(scene_with_verbs(json.loads(SCENE_FILE.read_text()))))
+    expected = scripted_verbs(SEAT_PROMPT)
+    assert [a["verb"] for a in expected] == ["emote", "sit"], "tests/data/scripted_llm.json: the seat rule should emote, then sit"
+    spelled_verbs = ",".join(a["verb"] + "".join(f" {k}={v}" for k, v in a["args"].items()) for a in expected)
+    builtin = scripted_actions(PROMPT)
+    spelled = ",".join(" ".join(v for v in a.values() if v) for a in builtin)
+
+    summary = _run([*console_test, "--url", scripted_server.ws_url, "--scene", str(scene), "--steps", "text,verbs",
+                    "--player", "unity_console_verbs", "--prompt", PROMPT, "--expect-actions", spelled,
+                    "--verbs-prompt", SEAT_PROMPT, "--expect-verbs", spelled_verbs], timeout=300)
+    live = summary["live"]
+    ready = _check_ready(live)
+    assert ready["scene_verbs"] == ["sit", "emote"] and {"move", "grab", "give", "sit", "emote"} == set(ready["actions"])
+    # the built-ins, in a scene with verbs: typed as before, and their args by name
+    turn = live["text_turn"]
+    assert turn["end"]["actions"] == builtin
+    assert [a["args"] for a in turn["actions"]] == [{"object": "sake_bottle"}, {"object": "sake_bottle", "target": "player"}]
+    # the scene's own verbs
+    verbs = live["verbs_turn"]
+    assert verbs["status"] == "completed" and verbs["text"].strip() and verbs["audio_chunks"] >= 1
+    assert [{"verb": a["verb"], "args": a["args"]} for a in verbs["actions"]] == expected
+    assert [{"verb": a["verb"], "args": a["args"]} for a in verbs["end_actions"]] == expected
+    assert all(a["object"] is None and a["target"] is None for a in verbs["actions"] + verbs["end_actions"])
+    assert verbs["spelled"] == ["emote gesture=bow", "sit seat=stool"]
+    at = [a["at_ms"] for a in verbs["actions"]]
+    assert at[0] == 0 and at[1] == pytest.approx(verbs["audio_ms"], abs=100) and [a["index"] for a in verbs["actions"]] == [0, 1]
+    playback = live["verbs_playback"]
+    assert playback["ordered"] and playback["on_clock"]
+    released = [r.split("@") for r in playback["released"] if r.startswith("action:")]
+    assert [(name, float(at_ms)) for name, at_ms in released] == [("action:emote", pytest.approx(at[0])), ("action:sit", pytest.approx(at[1]))]
     assert live["closed"] == {"clean": True, "status": "NormalClosure"}
 
 

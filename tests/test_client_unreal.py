@@ -9,7 +9,12 @@ g++ and tested three ways (issue 8):
    turn, audio frames, visemes, an action and response.end, all parsed by the core;
 4. auth: the same live turn against the scripted server with auth on, the player token sent as
    ``Authorization: Bearer`` (npc::BearerAuthorization); without a token and with a badly signed one the handshake
-   is refused, and the core's npc::ParseHandshakeResponse reports HTTP 401 ``unauthorized`` with the server's reason.
+   is refused, and the core's npc::ParseHandshakeResponse reports HTTP 401 ``unauthorized`` with the server's reason;
+5. verbs as data (issue 16): the unit tests decode any verb into its name and args by name (npc::Action::verb_name,
+   args; the built-ins keep their typed verb/object/target, also from a server that sends no args) and build scenes
+   with verbs (npc::Scene::verbs, CheckScene); live, a scene declaring ``sit`` (seat: object), ``emote`` (gesture:
+   wave|bow|shrug) and a stool: the scripted reply "[emote bow] ... [sit stool]" decoded, timed and fired as those
+   verbs with their args, and a built-in turn in the same scene as before.
 
 What the core does with a given action (decoded, placed on the audio timeline, fired) is checked on the scripted
 server, whose replies are fixed (tests/data/scripted_llm.json). One live turn runs on the real model too, checked only
@@ -44,7 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from live_server import AuthServer, LiveServer, missing_toolchain, scripted_actions  # noqa: E402
+from live_server import (  # noqa: E402
+    ARG_NAMES, SEAT_PROMPT, AuthServer, LiveServer, action_as_data, missing_toolchain, scene_with_verbs, scripted_actions, scripted_verbs)
 from live_server import scripted_auth_server  # noqa: E402,F401  (fixture: started once per run, see live_server.py)
 
 CORE = ROOT / "clients/unreal/NpcRuntime/Source/NpcRuntimeCore"
@@ -188,6 +194,7 @@ def _python_view(lines: list[dict[str, Any]]) -> dict[str, Any]:
         "types": [e["type"] for e in events],
         "visemes": [(c["viseme"], c["start_ms"], c["end_ms"]) for c in cues],
         "actions": [(a["verb"], a.get("object"), a.get("target"), a["at_ms"]) for a in events if a["type"] == "response.action"],
+        "action_args": [action_as_data(a)["args"] for a in events if a["type"] == "response.action"],
         "ends": [(e["status"], e["text"], e["audio_ms"]) for e in events if e["type"] == "response.end"],
         "errors": [(e["code"], e.get("ref") or "") for e in events if e["type"] == "error"],
         # each response.audio is followed by exactly its binary frame (samples x 2 bytes)
@@ -204,6 +211,7 @@ def _check_summary(summary: dict[str, Any], lines: list[dict[str, Any]]) -> None
     assert summary["types"] == py["types"]
     assert [(v["viseme"], v["start_ms"], v["end_ms"]) for v in summary["visemes"]] == py["visemes"]
     assert [(a["verb"], a["object"], a["target"], a["at_ms"]) for a in summary["actions"]] == py["actions"]
+    assert [a["args"] for a in summary["actions"]] == py["action_args"]  # every argument by name (older recordings: none sent)
     assert [(e["status"], e["text"], e["audio_ms"]) for e in summary["ends"]] == py["ends"]
     assert [(e["code"], e["ref"]) for e in summary["server_errors"]] == py["errors"]
     assert all(expected == got for expected, got in py["pairs"]), py["pairs"]
@@ -215,7 +223,7 @@ def _check_audio_turn(summary: dict[str, Any], lines: list[dict[str, Any]], *, t
     _check_summary(summary, lines)
     ready = summary["ready"]
     assert (ready["protocol"], ready["character"]) == ("1", "jin")
-    assert set(ready["actions"]) <= {"move", "grab", "give"} and ready["sample_rate"] > 0
+    assert set(ready["actions"]) == {"move", "grab", "give"} and ready["sample_rate"] > 0  # the eval scene declares no verbs
     start = next(e for e in lines if e.get("type") == "response.start")
     assert start["trigger"] == trigger
     rid = start["response_id"]
@@ -323,13 +331,15 @@ def test_replay_sessions_recorded_now(core_tests: Path, scripted_server: LiveSer
             raise AssertionError(f"{kind} session recorded now: {exc}\nserver log:\n{scripted_server.log_tail()}") from exc
 
 
-def _run_live(core_tests: Path, server: LiveServer, *extra: str) -> dict[str, Any]:
+def _run_live(core_tests: Path, server: LiveServer, *extra: str, scene_file: Path = SCENE_FILE,
+              prompt: str = ACTION_PROMPT) -> dict[str, Any]:
     """The test program's live mode (a fresh player: no memory of earlier runs), checked for what holds for any reply:
     the core parsed every frame; an unknown message got an error with our ref; a completed turn that says or does
     something, its text deltas adding up to response.end; audio (whenever it has words) whose frames, visemes (OVR,
-    in order, covering it) and response.end agree; every action valid for the scene, on the audio timeline, fired by
-    the timeline; the playback marks sent to the server; ping/pong."""
-    summary = _run(core_tests, "live", server.ws_url, str(SCENE_FILE), ACTION_PROMPT, f"live_{uuid.uuid4().hex[:10]}", *extra,
+    in order, covering it) and response.end agree; every action valid for the scene (a verb session.ready allows,
+    its arguments by name those of its definition, ids of the right kind or one of its values), on the audio
+    timeline, fired by the timeline; the playback marks sent to the server; ping/pong."""
+    summary = _run(core_tests, "live", server.ws_url, str(scene_file), prompt, f"live_{uuid.uuid4().hex[:10]}", *extra,
                    timeout=300)
     assert summary["errors"] == [], f"{summary['errors']}\n{server.log_tail()}"
     assert [(e["code"], e["ref"]) for e in summary["server_errors"]] == [("unknown_type", "bad1")]
@@ -339,6 +349,9 @@ def _run_live(core_tests: Path, server: LiveServer, *extra: str) -> dict[str, An
     assert types.index("response.start") < types.index("response.end")
     start = summary["ready"]
     assert (start["protocol"], start["character"], start["sample_rate"] > 0) == ("1", "jin", True)
+    scene = json.loads(scene_file.read_text())
+    declared = {v["name"]: v for v in scene.get("verbs", [])}
+    assert set(start["actions"]) <= {"move", "grab", "give", *declared} and set(declared) <= set(start["actions"])
     [end] = summary["ends"]
     rid = end["response_id"]
     assert end["status"] == "completed" and (end["text"].strip() or end["actions"])
@@ -355,20 +368,27 @@ def _run_live(core_tests: Path, server: LiveServer, *extra: str) -> dict[str, An
     if frames:
         assert cues and cues[0]["start_ms"] == 0.0 and cues[-1]["end_ms"] == pytest.approx(audio_ms, abs=1.0)
         assert end["audio_ms"] == pytest.approx(audio_ms, abs=1.0)
-    scene = _scene()
     objects, characters = {o["id"] for o in scene["objects"]}, {c["id"] for c in scene["characters"]}
     every_id = objects | characters | {loc["id"] for loc in scene["locations"]}
+    ids = {"object": objects, "character": characters, "location": every_id - objects - characters, "any": every_id}
+    builtins = {"move": [{"name": "target", "type": "any"}], "grab": [{"name": "object", "type": "object"}],
+                "give": [{"name": "object", "type": "object"}, {"name": "target", "type": "character"}]}
     actions = summary["actions"]
     for action in actions:
         assert action["response_id"] == rid and action["verb"] in start["actions"]
         assert action["object"] in (objects if action["verb"] in ("grab", "give") else {None})
         assert action["target"] in (characters if action["verb"] == "give" else every_id if action["verb"] == "move" else {None})
-        if frames:
-            assert 0.0 <= action["at_ms"] <= audio_ms
+        assert action["typed"] == (action["verb"] if action["verb"] in builtins else "")  # npc::Verb::Other: a declared verb
+        definition = builtins.get(action["verb"]) or declared[action["verb"]]["args"]
+        assert list(action["args"]) == [a["name"] for a in definition], action
+        for arg in definition:
+            assert action["args"][arg["name"]] in (arg["values"] if "values" in arg else ids[arg["type"]]), action
+        if frames:  # at_ms comes rounded to 0.1 ms: an action after the last word may be 0.05 ms past the audio's end
+            assert 0.0 <= action["at_ms"] <= audio_ms + 0.05
     spell = [" ".join((a["verb"], a["object"] or "", a["target"] or "")) for a in actions]
-    assert end["actions"] == spell
-    assert [(f["verb"], f["object"] or None, f["target"] or None) for f in summary["fired"]] == \
-        [(a["verb"], a["object"], a["target"]) for a in actions]
+    assert end["actions"] == spell and end["action_args"] == [a["args"] for a in actions]
+    assert [(f["verb"], f["object"] or None, f["target"] or None, f["args"]) for f in summary["fired"]] == \
+        [(a["verb"], a["object"], a["target"], a["args"]) for a in actions]
     # the marks the timeline produced went to the server
     sent = [json.loads(s) for s in summary["sent"]]
     marks = [m for m in sent if m["type"] == "playback.mark"]
@@ -376,6 +396,7 @@ def _run_live(core_tests: Path, server: LiveServer, *extra: str) -> dict[str, An
     if frames:
         assert marks and marks[-1]["played_ms"] == pytest.approx(audio_ms, abs=0.1)
     assert [m["type"] for m in sent][:3] == ["session.start", "no.such.message", "input.text"]
+    assert json.loads(summary["sent"][0])["scene"] == {k: v for k, v in scene.items() if k != "verbs" or v}
     return summary
 
 
@@ -389,6 +410,35 @@ def test_live_turn_through_the_cpp_websocket_client(core_tests: Path, scripted_s
     [fired] = summary["fired"]
     assert fired["at_ms"] == action["at_ms"] and fired["released_at"] >= fired["at_ms"]
     assert len(summary["visemes"]) >= 10 and summary["marks"]
+
+
+def test_live_custom_verbs(core_tests: Path, scripted_server: LiveServer, tmp_path: Path) -> None:
+    """The game's own verbs end to end: a scene declaring sit (seat: object), emote (gesture: wave|bow|shrug) and a
+    stool goes out in session.start (npc::Scene::verbs); the scripted reply "[emote bow] ... [sit stool]" comes as
+    npc::Action with verb_name and args by name (typed verb Other, no object/target), in response.end too, the emote
+    before the words and the sit at the end of the audio, fired there by the timeline. In the same scene the built-in
+    give decodes as before (typed verb, object, target) and with its args by name."""
+    scene_file = tmp_path / "ramen_shop_verbs.json"
+    scene_file.write_text(json.dumps(scene_with_verbs(_scene())))
+    expected = scripted_verbs(SEAT_PROMPT)
+    assert [a["verb"] for a in expected] == ["emote", "sit"], "tests/data/scripted_llm.json: the seat rule should emote, then sit"
+
+    summary = _run_live(core_tests, scripted_server, scene_file=scene_file, prompt=SEAT_PROMPT)
+    assert {"sit", "emote"} <= set(summary["ready"]["actions"])
+    actions, [end] = summary["actions"], summary["ends"]
+    assert [{"verb": a["verb"], "args": a["args"]} for a in actions] == expected
+    assert all(a["typed"] == "" and a["object"] is None and a["target"] is None for a in actions)
+    assert end["actions"] == ["emote  ", "sit  "] and end["action_args"] == [a["args"] for a in expected]
+    assert actions[0]["at_ms"] == 0.0 and actions[1]["at_ms"] == pytest.approx(end["audio_ms"], abs=100)
+    fired = summary["fired"]
+    assert [(f["verb"], f["args"]) for f in fired] == [(a["verb"], a["args"]) for a in expected]
+    # fired on the clock; the sit, after the last word, when the audio has finished (at_ms is rounded to 0.1 ms)
+    assert fired[0]["released_at"] >= fired[0]["at_ms"] and fired[1]["released_at"] == pytest.approx(summary["audio_ms"][end["response_id"]])
+
+    builtin = _run_live(core_tests, scripted_server, scene_file=scene_file)
+    [action], [end] = builtin["actions"], builtin["ends"]
+    assert {k: action[k] for k in ("verb", "object", "target")} == ACTION and end["actions"] == [SPELLED]
+    assert action["typed"] == "give" and action["args"] == {n: ACTION[n] for n in ARG_NAMES["give"]}
 
 
 def test_live_with_auth(core_tests: Path, scripted_auth_server: AuthServer) -> None:

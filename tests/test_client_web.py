@@ -7,7 +7,9 @@
   transcript, the reply's audio, visemes applied to the face on the audio clock, the ``give`` action
   shown in the scene, the latency panel — then a typed turn (an action at the very end of the speech),
   then a barge-in (talking over the reply stops its playback and sends the last playback mark). A
-  screenshot taken mid-word goes to ``test-output/web-demo.png`` and to pytest's ``tmp_path``. This runs
+  screenshot taken mid-word goes to ``test-output/web-demo.png`` and to pytest's ``tmp_path``. Then a typed turn
+  answered with the scene's own verbs (the demo's ramen shop declares ``sit`` and ``emote``, issue 16): the page shows
+  them as text ("Jin makes a gesture (gesture: bow)") on the audio clock. This runs
   against the scripted server (tests/data/scripted_llm.json): its replies are fixed, so the test knows which
   actions the page must show and that the story it talks over is long.
 * A server with auth on: the page opened as ``/demo/?access_token=<player token>`` passes the token on to its
@@ -35,7 +37,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from live_server import AuthServer, LiveServer, missing_toolchain, scripted_actions
+from live_server import SEAT_PROMPT, AuthServer, LiveServer, action_as_data, missing_toolchain, scripted_actions, scripted_verbs
 from live_server import scripted_auth_server  # noqa: F401  (fixture: started once per run, see live_server.py)
 from npc_runtime.scene import Scene
 from npc_runtime.server import DEMO_DIR, demo_file
@@ -99,6 +101,9 @@ def test_demo_files_are_what_the_page_needs() -> None:
         assert (ROOT / "characters" / f"{entry['id']}.yaml").is_file(), entry
         scene = Scene.model_validate_json((WEB / entry["scene"]).read_text())  # the server accepts it as is
         assert scene.objects and scene.locations and any(c.id == "player" for c in scene.characters)
+    # Jin's shop declares the game's own verbs the browser test's seat turn uses (tests/live_server.py SCENE_VERBS)
+    jin = json.loads((WEB / "scenes" / "ramen_shop.json").read_text())
+    assert [v["name"] for v in jin["verbs"]] == ["sit", "emote"] and "stool" in {o["id"] for o in jin["objects"]}
     for source in WEB.glob("*.js"):
         assert "SPDX-License-Identifier: MIT" in source.read_text().splitlines()[0], source
 
@@ -265,15 +270,22 @@ def test_browser_demo_with_auth(chromium: str, scripted_auth_server: AuthServer,
         demo = _wait_turn_done(page, 1, server)
         end = demo["lastEnd"]
         _check_reply(page, demo, end, shown_before=0)
-        assert end["actions"] == scripted_actions(REQUEST)
+        assert [{k: a[k] for k in ("verb", "object", "target")} for a in end["actions"]] == scripted_actions(REQUEST)
     assert "connection refused: not authenticated" in "\n".join(server.log)
 
 
-def _scene_ids() -> tuple[set[str], set[str], set[str]]:
-    """The demo's ramen shop: object, character and every id."""
+def _valid_in_demo_scene(action: dict[str, Any]) -> bool:
+    """An action (verb and args) the demo's ramen shop allows: a built-in or a verb it declares, every argument of its
+    definition by name, each an id of the right kind or one of its values."""
     scene = json.loads((WEB / "scenes" / "ramen_shop.json").read_text())
-    objects, characters = {o["id"] for o in scene["objects"]}, {c["id"] for c in scene["characters"]}
-    return objects, characters, objects | characters | {loc["id"] for loc in scene["locations"]}
+    ids = {kind: {e["id"] for e in scene[f"{kind}s"]} for kind in ("object", "location", "character")}
+    ids["any"] = set().union(*ids.values())
+    definitions = {"move": [{"name": "target", "type": "any"}], "grab": [{"name": "object", "type": "object"}],
+                   "give": [{"name": "object", "type": "object"}, {"name": "target", "type": "character"}],
+                   **{v["name"]: v["args"] for v in scene.get("verbs", [])}}
+    args = definitions.get(action["verb"])
+    return args is not None and set(action["args"]) == {a["name"] for a in args} and all(
+        action["args"][a["name"]] in (a["values"] if "values" in a else ids[a["type"]]) for a in args)
 
 
 def _check_reply(page: Any, demo: dict[str, Any], end: dict[str, Any], *, shown_before: int) -> None:
@@ -293,12 +305,11 @@ def _check_reply(page: Any, demo: dict[str, Any], end: dict[str, Any], *, shown_
         assert cues and {v["viseme"] for v in cues} <= VISEMES
         clocks = [v["clock_ms"] for v in cues]
         assert clocks == sorted(clocks) and clocks[-1] <= end["audio_ms"] + 50
-    objects, characters, every_id = _scene_ids()
-    for action in end["actions"]:
-        assert action["object"] in (objects if action["verb"] in ("grab", "give") else {None}), action
-        assert action["target"] in (characters if action["verb"] == "give" else every_id if action["verb"] == "move" else {None}), action
+    for action in end["actions"]:  # as the page parsed them: every argument by name; object/target those of that name
+        assert _valid_in_demo_scene(action), action
+        assert (action["object"], action["target"]) == (action["args"].get("object"), action["args"].get("target")), action
     shown = demo["actions"][shown_before:]
-    assert [{k: a[k] for k in ("verb", "object", "target")} for a in shown] == end["actions"]
+    assert [action_as_data(a) for a in shown] == [action_as_data(a) for a in end["actions"]]
     for action in shown:
         # at_ms comes rounded to 0.1 ms on the wire, the page's clock is sample-exact: 4063.49 shown for 4063.5 is on time
         assert action["at_ms"] is None or action["shown_at_ms"] >= action["at_ms"] - 0.5
@@ -323,8 +334,18 @@ PARSER_CHECK = """async () => {
   return {
     audio: verdict(JSON.stringify(audio)),
     action: verdict('{"type":"response.action","response_id":"r1","index":0,"verb":"give","object":"menu","target":"player","text_offset":0,"at_ms":12.5}'),
+    custom_verb: verdict('{"type":"response.action","response_id":"r1","index":0,"verb":"emote","args":{"gesture":"bow"},"object":null,"target":null,"text_offset":0,"at_ms":null}'),
+    parsed: [
+      parseServerEvent('{"type":"response.action","response_id":"r1","index":0,"verb":"sit","args":{"seat":"stool"},"text_offset":0,"at_ms":3}'),
+      parseServerEvent('{"type":"response.action","response_id":"r1","index":1,"verb":"give","args":{"object":"cup","target":"player"},"object":"cup","target":"player","text_offset":0,"at_ms":3}'),
+      parseServerEvent('{"type":"response.action","response_id":"r1","index":2,"verb":"give","object":"cup","target":"player","text_offset":0,"at_ms":3}'),
+      ...parseServerEvent('{"type":"response.end","response_id":"r1","status":"completed","text":"","timings":{},"actions":[{"verb":"emote","args":{"gesture":"wave"}},{"verb":"move","target":"door"}]}').actions,
+    ].map(({verb, args, object, target}) => ({verb, args, object, target})),
+    bad_verb: verdict('{"type":"response.action","response_id":"r1","index":0,"verb":"Jump!","text_offset":0,"at_ms":null}'),
+    bad_args: verdict('{"type":"response.action","response_id":"r1","index":0,"verb":"sit","args":{"seat":1},"text_offset":0,"at_ms":null}'),
+    give_no_target: verdict('{"type":"response.action","response_id":"r1","index":0,"verb":"give","args":{"object":"cup"},"text_offset":0,"at_ms":null}'),
+    end_bad_verb: verdict('{"type":"response.end","response_id":"r1","status":"completed","text":"","timings":{},"actions":[{"verb":"sit down"}]}'),
     unknown_type: verdict('{"type":"response.audio_chunk","response_id":"r1"}'),
-    unknown_verb: verdict('{"type":"response.action","response_id":"r1","index":0,"verb":"jump","text_offset":0,"at_ms":null}'),
     unknown_viseme: verdict(JSON.stringify({...audio, visemes: [{viseme: "AA", start_ms: 0, end_ms: 1}]})),
     no_visemes: verdict(JSON.stringify({...audio, visemes: undefined})),
     string_ms: verdict(JSON.stringify({...audio, start_ms: "0"})),
@@ -340,14 +361,23 @@ def _run_demo(page: Any, server: LiveServer, tmp_path: Path, wav_ms: float) -> N
     page.goto(f"{server.http_url}/demo{DEMO_QUERY}")
     page.wait_for_function("document.querySelector('#character').options.length === 2")
     verdicts = page.evaluate(PARSER_CHECK)
-    assert verdicts == {"audio": "ok", "action": "ok", **{k: "ProtocolError" for k in verdicts if k not in ("audio", "action")}}
+    # any verb decodes with its args by name; the built-ins keep object/target (args made from them for an older server)
+    assert verdicts.pop("parsed") == [
+        {"verb": "sit", "args": {"seat": "stool"}, "object": None, "target": None},
+        {"verb": "give", "args": {"object": "cup", "target": "player"}, "object": "cup", "target": "player"},
+        {"verb": "give", "args": {"object": "cup", "target": "player"}, "object": "cup", "target": "player"},
+        {"verb": "emote", "args": {"gesture": "wave"}, "object": None, "target": None},
+        {"verb": "move", "args": {"target": "door"}, "object": None, "target": "door"},
+    ]
+    ok = ("audio", "action", "custom_verb")
+    assert verdicts == {**{k: "ok" for k in ok}, **{k: "ProtocolError" for k in verdicts if k not in ok}}
     page.select_option("#character", "jin")
     page.click("#connect")  # a user gesture: the page may start its AudioContext
     _wait(page, "window.npcDemo.state.connected", 20, server)
     ready = _demo(page)["ready"]
     assert ready["character"] == {"id": "jin", "name": "Jin"}
     assert ready["audio"]["sample_rate"] > 0 and ready["audio_in"]["sample_rate"] == 16000
-    assert set(ready["actions"]) == {"move", "grab", "give"}
+    assert set(ready["actions"]) == {"move", "grab", "give", "sit", "emote"}  # the built-ins and the shop's own verbs
 
     # ---- 1. voice turn: hold to talk while the fake microphone plays the request --------------------------
     _hold_to_talk(page, wav_ms - 300, server)
@@ -371,7 +401,9 @@ def _run_demo(page: Any, server: LiveServer, tmp_path: Path, wav_ms: float) -> N
     rid = end["response_id"]
     _check_reply(page, demo, end, shown_before=0)
     # The scripted reply: its words, and its action after the first sentence.
-    assert end["actions"] == scripted_actions(REQUEST) == [{"verb": "give", "object": "chopsticks", "target": "player"}]
+    assert [action_as_data(a) for a in end["actions"]] == scripted_verbs(REQUEST) == [
+        {"verb": "give", "args": {"object": "chopsticks", "target": "player"}}]
+    assert [{k: a[k] for k in ("verb", "object", "target")} for a in end["actions"]] == scripted_actions(REQUEST)
     assert end["audio_ms"] > 1500 and demo["counters"]["marksSent"] >= 2
     # Visemes applied to the face on the audio clock: many changes, time moving forward to the end.
     cues = [v for v in demo["visemes"] if v["response_id"] == rid]
@@ -398,8 +430,24 @@ def _run_demo(page: Any, server: LiveServer, tmp_path: Path, wav_ms: float) -> N
     _check_reply(page, demo, end2, shown_before=1)
     assert demo["counters"]["audioBytes"] > audio_before
     assert TYPED in page.inner_text("#transcript")
-    assert end2["actions"] == scripted_actions(TYPED) and len(end2["actions"]) == 1
+    assert [action_as_data(a) for a in end2["actions"]] == scripted_verbs(TYPED) and len(end2["actions"]) == 1
     assert demo["actions"][1]["at_ms"] == pytest.approx(end2["audio_ms"], abs=100)  # shown although the audio ends there
+
+    # ---- 2b. the scene's own verbs: an emote before the words, a sit after them, shown as text on the clock -------
+    page.fill("#text", SEAT_PROMPT)
+    page.press("#text", "Enter")
+    _wait_turn_done(page, 3, server)
+    _wait(page, "window.npcDemo.actions.length >= 4", 10, server)
+    demo = _demo(page)
+    end3 = demo["lastEnd"]
+    _check_reply(page, demo, end3, shown_before=2)
+    assert [action_as_data(a) for a in end3["actions"]] == scripted_verbs(SEAT_PROMPT) == [
+        {"verb": "emote", "args": {"gesture": "bow"}}, {"verb": "sit", "args": {"seat": "stool"}}]
+    emote, sit = demo["actions"][2:]
+    assert emote["at_ms"] == 0 and sit["at_ms"] == pytest.approx(end3["audio_ms"], abs=100)
+    assert (emote["text"], sit["text"]) == ("Jin makes a gesture (gesture: bow)", "Jin sits down on a seat (seat: stool)")
+    _wait(page, "document.querySelector('#scene').textContent.includes('Jin sits down on a seat (seat: stool)')", 10, server)
+    assert "Jin makes a gesture (gesture: bow)" in page.inner_text("#actions")
 
     # ---- 3. barge-in: talk over the reply; the page stops playback and marks what was heard ----------------
     # Pressed once the reply's words play (after any filler): the server interrupts a running response, or one
@@ -409,7 +457,7 @@ def _run_demo(page: Any, server: LiveServer, tmp_path: Path, wav_ms: float) -> N
     page.press("#text", "Enter")
     _wait(page, "(() => { const d = window.npcDemo; const r = d.state.responseId;"
                 " const words = document.querySelector(`[data-line='r:${r}'] .stable`);"
-                " return d.counters.responsesEnded === 2 && d.state.playing && words && words.textContent.trim() !== '';"
+                " return d.counters.responsesEnded === 3 && d.state.playing && words && words.textContent.trim() !== '';"
                 " })()", 120, server)
     talking_over = _demo(page)["state"]["responseId"]
     page.hover("#talk")
@@ -423,9 +471,9 @@ def _run_demo(page: Any, server: LiveServer, tmp_path: Path, wav_ms: float) -> N
     assert 0 < cut["played_ms"] <= demo["audioMs"][talking_over] + 1
     assert demo["lastMark"] == {"response_id": talking_over, "played_ms": cut["played_ms"]}
     assert "(interrupted)" in page.inner_text(f"[data-line='r:{talking_over}']")
-    demo = _wait_turn_done(page, 4, server)  # the interrupted reply ended, and the player's words got an answer
+    demo = _wait_turn_done(page, 5, server)  # the interrupted reply ended, and the player's words got an answer
     ends = [e for e in demo["log"] if e == "response.end"]
-    assert len(ends) >= 4 and demo["state"]["responseId"] != talking_over
+    assert len(ends) >= 5 and demo["state"]["responseId"] != talking_over
 
     # ---- 4. the other character: a new session with Nova in her lab ----------------------------------------
     page.select_option("#character", "nova")
