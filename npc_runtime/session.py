@@ -35,7 +35,7 @@ import structlog
 
 from npc_runtime import protocol as p
 from npc_runtime.access import OPEN, Identity
-from npc_runtime.asr.base import ASR
+from npc_runtime.asr.base import ASR, VAD
 from npc_runtime.asr.endpoint import EndpointConfig
 from npc_runtime.asr.listener import (
     AudioError,
@@ -47,7 +47,6 @@ from npc_runtime.asr.listener import (
     TranscriptPartial,
     UtteranceRefused,
 )
-from npc_runtime.asr.vad import SileroVAD
 from npc_runtime.memory import MemoryEntry, remembered
 from npc_runtime.metrics import Metrics
 from npc_runtime.dialogue.guard import asked_topics, touches_topic
@@ -132,7 +131,7 @@ class Services:
     unready_reason: str | None = None
     #: Speech recognition and voice activity detection; voice input is off without both.
     asr: ASR | None = None
-    vad: SileroVAD | None = None
+    vad: VAD | None = None
     #: A second recogniser for partial transcripts (default: ``asr``), so finals never wait behind them.
     asr_partial: ASR | None = None
     #: Per-character knowledge (RAG) and per-player memory; each is off when None.
@@ -537,6 +536,7 @@ class Session:
         self.listen_settings: p.ListenSettings | None = None
         self._listen_task: asyncio.Task[None] | None = None
         self._barge_task: asyncio.Task[None] | None = None
+        self._barge_target: Turn | None = None  # the response the speech in progress is over
         self._backchannels: set[str] = set()
         # memory
         self.memory_summary = ""
@@ -897,11 +897,19 @@ class Session:
                 if target is not None:
                     self._watch_barge_in(ev.utterance_id, target)
             elif isinstance(ev, SpeechStopped):
+                target, self._barge_target = self._barge_target, None
                 self._stop_barge_watch()
                 await self.emit(p.SpeechStopped(
                     utterance_id=ev.utterance_id, at_ms=round(ev.at_ms, 1), duration_ms=round(ev.duration_ms, 1),
                     discarded=ev.discarded,
                 ))
+                if ev.discarded:
+                    self._backchannels.discard(ev.utterance_id)  # no final comes
+                elif (target is not None and ev.utterance_id in self._backchannels and self.listen_settings is not None
+                      and ev.duration_ms >= self.listen_settings.barge_in_ms):
+                    # it lasted barge_in_ms but ended before the watch saw it (its audio came in a burst)
+                    self._backchannels.discard(ev.utterance_id)
+                    await self._barge_in(target)
             elif isinstance(ev, TranscriptPartial):
                 if self.listen_settings is not None and self.listen_settings.partials:
                     await self.emit(p.TranscriptPartial(utterance_id=ev.utterance_id, text=ev.text, stable=ev.stable))
@@ -909,6 +917,7 @@ class Session:
                 await self._on_final(ev)
             elif isinstance(ev, UtteranceRefused):
                 log.warning("utterance refused: speech recognition over capacity", utterance_id=ev.utterance_id)
+                self._backchannels.discard(ev.utterance_id)
                 await self.send_error(ev.error, ref=ev.utterance_id)
 
     async def _on_final(self, ev: TranscriptFinal) -> None:
@@ -945,6 +954,7 @@ class Session:
     def _watch_barge_in(self, utterance_id: str, target: Turn) -> None:
         self._stop_barge_watch()
         self._backchannels.add(utterance_id)  # until the speech lasts barge_in_ms
+        self._barge_target = target
         self._barge_task = asyncio.create_task(self._barge_in_after(utterance_id, target), name=f"barge-{self.id}")
 
     def _stop_barge_watch(self) -> None:
@@ -954,7 +964,7 @@ class Session:
 
     async def _barge_in_after(self, utterance_id: str, target: Turn) -> None:
         assert self.listener is not None and self.listen_settings is not None
-        while self.listener.speech_ms() < self.listen_settings.barge_in_ms:
+        while self.listener.voiced_ms() < self.listen_settings.barge_in_ms:  # the voice, not the silence after it
             await asyncio.sleep(0.01)
         self._backchannels.discard(utterance_id)
         await self._barge_in(target)

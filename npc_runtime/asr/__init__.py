@@ -4,6 +4,8 @@
   ``SpeechStarted`` / ``TranscriptPartial`` / ``SpeechStopped`` / ``TranscriptFinal`` out.
 * :class:`~npc_runtime.asr.whisper.WhisperASR` — faster-whisper (tiny.en, base, or a model
   folder), nothing downloaded. :class:`~npc_runtime.asr.vad.SileroVAD` — streaming Silero VAD v6.
+  Both behind the protocols of :mod:`~npc_runtime.asr.base` (:class:`ASR`, :class:`VAD`);
+  :mod:`npc_runtime.asr.fake` has test doubles for session logic (imported by name, never from here).
 * :class:`~npc_runtime.asr.endpoint.Endpointer`, :class:`~npc_runtime.asr.stabilize.Stabilizer`,
   :func:`~npc_runtime.asr.wer.wer` — pure.
 
@@ -12,7 +14,7 @@ when a model loads, and PyAV loads only for a Resampler at a rate other than 16 
 this package loads numpy and nothing heavier.
 """
 
-from npc_runtime.asr.base import ASR, SAMPLE_RATE, Transcript, asr_thread
+from npc_runtime.asr.base import ASR, SAMPLE_RATE, VAD, Transcript, asr_thread
 from npc_runtime.asr.endpoint import EndpointConfig, Endpointer
 from npc_runtime.asr.listener import (
     AudioError,
@@ -27,6 +29,6 @@ from npc_runtime.asr.listener import (
 from npc_runtime.asr.stabilize import Stabilizer
 from npc_runtime.asr.wer import wer
 
-__all__ = ["ASR", "SAMPLE_RATE", "AudioError", "EndpointConfig", "Endpointer", "ListenConfig", "ListenEvent", "Listener",
-           "SpeechStarted", "SpeechStopped", "Stabilizer", "Transcript", "TranscriptFinal", "TranscriptPartial",
+__all__ = ["ASR", "SAMPLE_RATE", "VAD", "AudioError", "EndpointConfig", "Endpointer", "ListenConfig", "ListenEvent",
+           "Listener", "SpeechStarted", "SpeechStopped", "Stabilizer", "Transcript", "TranscriptFinal", "TranscriptPartial",
            "asr_thread", "wer"]

@@ -123,6 +123,13 @@ class Endpointer:
         """Length so far of the utterance in progress (0 if none)."""
         return self.now_ms - self._start if self.in_utterance else 0.0
 
+    def voiced_ms(self) -> float:
+        """Length so far of the voice in the utterance in progress: from where it started to now while the voice
+        is on, to where it stopped during a silence (a pause inside counts; the silence after it does not); 0 if none."""
+        if not self.in_utterance:
+            return 0.0
+        return (self.now_ms if self._voiced else self._silence_from) - self._start
+
     def push(self, prob: float) -> list[EndpointEvent]:
         window_start = self.now_ms
         self._windows += 1

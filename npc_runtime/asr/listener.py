@@ -35,11 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from npc_runtime.asr.base import ASR, SAMPLE_RATE, Transcript, queue_depth
+from npc_runtime.asr.base import ASR, SAMPLE_RATE, VAD, Transcript, queue_depth
 from npc_runtime.asr.endpoint import EndpointConfig, Endpointer, SpeechEnd, SpeechPause, SpeechResume, SpeechStart
 from npc_runtime.asr.resample import Resampler
 from npc_runtime.asr.stabilize import Stabilizer
-from npc_runtime.asr.vad import WINDOW_MS, SileroVAD
 from npc_runtime.errors import BusyError, NpcError
 
 __all__ = ["AudioError", "ListenConfig", "ListenEvent", "Listener", "SpeechStarted", "SpeechStopped",
@@ -170,14 +169,14 @@ class _Utterance:
 class Listener:
     """The per-session pipeline (see the module doc). Owns its tasks, not ``asr`` nor ``vad``."""
 
-    def __init__(self, *, asr: ASR, vad: SileroVAD, input_rate: int = 16000, config: ListenConfig = ListenConfig(),
+    def __init__(self, *, asr: ASR, vad: VAD, input_rate: int = 16000, config: ListenConfig = ListenConfig(),
                  clock: Callable[[], float] = time.monotonic, partial_asr: ASR | None = None) -> None:
         self._asr, self._vad, self.config, self._clock = asr, vad, config, clock
         #: Partials may run on an engine of their own, so that a final never waits behind a partial.
         self._partial_asr = partial_asr or asr
         self.input_rate = input_rate
         self._resampler = Resampler(input_rate)  # raises ValueError for a rate out of range
-        self._endpointer = Endpointer(config.endpoint, WINDOW_MS)
+        self._endpointer = Endpointer(config.endpoint, vad.window_ms)
         self._stream = vad.stream()
         self._pending: collections.deque[_Frame | object] = collections.deque()
         self._backlog = 0        # input samples queued and not yet VAD-processed
@@ -248,6 +247,11 @@ class Listener:
     def speech_ms(self) -> float:
         """Audio length so far of the utterance in progress (0 if none)."""
         return self._endpointer.speech_ms()
+
+    def voiced_ms(self) -> float:
+        """Length so far of the voice in the utterance in progress, not counting the silence after it (0 if none):
+        how long the player has been talking (barge-in)."""
+        return self._endpointer.voiced_ms()
 
     async def events(self) -> AsyncIterator[ListenEvent]:
         """The events, in order, for the single consumer; ends after :meth:`aclose`. Raises the
@@ -363,7 +367,7 @@ class Listener:
     def _forget(self) -> None:
         """No utterance: keep only the audio and frame times a coming start may reach back to."""
         cfg = self.config.endpoint
-        keep_ms = self._origin_ms + self._endpointer.now_ms - (cfg.pre_roll_ms + cfg.start_ms + 2 * WINDOW_MS)
+        keep_ms = self._origin_ms + self._endpointer.now_ms - (cfg.pre_roll_ms + cfg.start_ms + 2 * self._vad.window_ms)
         self._audio.trim(round(keep_ms * SPM))
         while len(self._walls) > 1 and self._walls[0][0] < keep_ms:
             self._walls.popleft()

@@ -66,9 +66,11 @@ def model_path() -> str:
 
 
 class SileroVAD:
-    """Speech probabilities per 32 ms window. ``thread``: share an engine thread (else its own, "vad")."""
+    """Speech probabilities per 32 ms window (the :class:`~npc_runtime.asr.base.VAD` protocol; its streams are
+    :class:`VadStream`). ``thread``: share an engine thread (else its own, "vad")."""
 
     name = "silero-vad-v6"
+    window_ms = WINDOW_MS
 
     def __init__(self, *, thread: EngineThread | None = None) -> None:
         self._owns_thread = thread is None
