@@ -133,7 +133,8 @@ def _from_schema(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
 
 
 def _unique_scene(message: dict[str, Any]) -> dict[str, Any]:
-    """The message with each scene entity id kept once (the one rule of the scene the schema cannot say)."""
+    """The message with each scene entity id and each declared verb kept once (the rules of the scene the schema
+    cannot say)."""
     scene = message.get("scene")
     if isinstance(scene, dict):
         seen: set[str] = set()
@@ -145,6 +146,28 @@ def _unique_scene(message: dict[str, Any]) -> dict[str, Any]:
                     kept.append(entity)
             if kind in scene:
                 scene[kind] = kept
+        if "verbs" in scene:  # each declared verb once, none named like a built-in (or the emotion tag)
+            names: set[str] = {"move", "grab", "give", "emotion"}
+            verbs = []
+            for verb in scene["verbs"]:
+                if verb["name"] not in names:
+                    names.add(verb["name"])
+                    verbs.append(verb)
+                args, arg_names = [], set()
+                for arg in verb.get("args", ()):  # each argument named once, with a type or values (not both)
+                    if arg["name"] in arg_names:
+                        continue
+                    arg_names.add(arg["name"])
+                    if arg.get("values") is not None:
+                        arg.pop("type", None)
+                        arg["values"] = list(dict.fromkeys(arg["values"]))
+                    else:
+                        arg.pop("values", None)
+                        arg["type"] = arg.get("type") or "any"
+                    args.append(arg)
+                if "args" in verb:
+                    verb["args"] = args
+            scene["verbs"] = verbs
     return message
 
 

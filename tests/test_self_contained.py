@@ -32,7 +32,7 @@ NPC = [sys.executable, "-m", "npc_runtime.cli"]
 
 
 def test_the_shipped_scenes_are_valid_and_match_the_public_eval() -> None:
-    assert SCENES_DIR == ROOT / "scenes" and shipped_scenes() == ["lab", "ramen_shop"]
+    assert SCENES_DIR == ROOT / "scenes" and shipped_scenes() == ["lab", "ramen_shop", "ramen_shop_verbs"]
     for name in shipped_scenes():
         Scene.model_validate(load_scene(name))
         public = EVAL_DIR / "scenes" / f"{name}.json"
@@ -50,7 +50,7 @@ def test_scene_takes_a_path_or_a_bare_name(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.chdir(tmp_path)  # a file of that name in the working directory wins over a shipped scene
     (tmp_path / "lab").write_text(json.dumps({"name": "my lab"}))
     assert cli._scene(Path("lab")) == {"name": "my lab"}
-    with pytest.raises(SystemExit, match=r"no shipped scene 'nowhere' \(shipped: lab, ramen_shop\)"):
+    with pytest.raises(SystemExit, match=r"no shipped scene 'nowhere' \(shipped: lab, ramen_shop, ramen_shop_verbs\)"):
         cli._scene(Path("nowhere"))
     with pytest.raises(SystemExit, match="cannot read scene nowhere.json"):
         cli._scene(Path("nowhere.json"))  # a path is never looked up among the shipped scenes
