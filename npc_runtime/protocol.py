@@ -46,6 +46,13 @@ class _Msg(BaseModel):
 # --------------------------------------------------------------------------- client → server
 
 
+#: What started a response; how it ended; the visemes and emotions the events carry.
+Trigger = Literal["text", "voice", "game_event", "converse"]
+ResponseStatus = Literal["completed", "interrupted", "failed"]
+Viseme = Literal["sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "ih", "oh", "ou"]
+Emotion = Literal["neutral", "joy", "anger", "sadness", "fear", "surprise", "disgust"]
+
+
 class Player(_Msg):
     id: EntityId | None = Field(default=None, description="Stable player id (memory is kept per player and character). Left out: an "
                                                        "anonymous player, remembered by no one. With auth on it comes from the player token (this field is ignored).")
@@ -203,7 +210,7 @@ class EventAccepted(_Event):
 class ResponseStart(_Spoken):
     type: Literal["response.start"] = "response.start"
     response_id: str
-    trigger: Literal["text", "voice", "game_event", "converse"]
+    trigger: Trigger
     ref: str | None = Field(default=None, description="The id of the client message that started it; for voice, the utterance id.")
 
 
@@ -214,7 +221,7 @@ class TextDelta(_Spoken):
 
 
 class VisemeCueMsg(_Msg):
-    viseme: Literal["sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "ih", "oh", "ou"]
+    viseme: Viseme
     start_ms: float
     end_ms: float
 
@@ -247,7 +254,7 @@ class ActionEvent(_Spoken):
 class EmotionEvent(_Spoken):
     type: Literal["response.emotion"] = "response.emotion"
     response_id: str
-    emotion: Literal["neutral", "joy", "anger", "sadness", "fear", "surprise", "disgust"]
+    emotion: Emotion
     text_offset: int = Field(description="Characters of speech text before it.")
     at_ms: float | None = Field(default=None, description="Audio time from which the face shows it; null without audio.")
 
@@ -268,7 +275,7 @@ class SourceRef(_Msg):
 class ResponseEnd(_Spoken):
     type: Literal["response.end"] = "response.end"
     response_id: str
-    status: Literal["completed", "interrupted", "failed"]
+    status: ResponseStatus
     text: str = Field(description="The full speech text (tags removed). For an interrupted response: what was sent.")
     actions: list[ActionRecord]
     timings: dict[str, float] = Field(description="Per-stage times in ms from the turn's start: prompt_ready, first_token, first_text, end; plus generation_ms, tokens.")
@@ -328,7 +335,7 @@ class ConverseEnd(_Event):
     type: Literal["scene.converse.end"] = "scene.converse.end"
     ref: str | None = Field(default=None, description="The id of the scene.converse message.")
     turns: int = Field(description="Lines spoken.")
-    status: Literal["completed", "interrupted", "failed"]
+    status: ResponseStatus
 
 
 class ErrorEvent(_Event):

@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import structlog
 
@@ -186,7 +186,7 @@ def _cap_chars(texts: list[str], limit: int) -> list[str]:
 class Turn:
     """One response. Owns its task; :meth:`interrupt` stops it and waits until it has ended."""
 
-    def __init__(self, session: "Session", response_id: str, turn_input: TurnInput, trigger: str, ref: str | None,
+    def __init__(self, session: "Session", response_id: str, turn_input: TurnInput, trigger: p.Trigger, ref: str | None,
                  *, started_at: float | None = None, query: str | None = None) -> None:
         self.session, self.id, self.trigger, self.ref = session, response_id, trigger, ref
         self.input = dataclasses.replace(turn_input, on_admitted=self._admitted)
@@ -201,7 +201,7 @@ class Turn:
         self.stats = TurnStats()
         self.text_parts: list[str] = []
         self.actions: list[ActionOut] = []
-        self.status = "completed"
+        self.status: p.ResponseStatus = "completed"
         self.speaker = Speaker(session.tts) if session.audio_enabled and session.tts is not None else None
         if self.speaker is not None:
             self.speaker.on_unit = lambda: self.timeline.mark("first_clause")
@@ -355,7 +355,7 @@ class Turn:
                     if self.speaking:
                         await self._voice(self.speaker.flush())  # type: ignore[union-attr]
                     await self.session.emit(p.EmotionEvent(
-                        response_id=self.id, speaker=self.speaker_id, emotion=out.emotion, text_offset=out.text_offset, at_ms=self._at_ms(),
+                        response_id=self.id, speaker=self.speaker_id, emotion=cast(p.Emotion, out.emotion), text_offset=out.text_offset, at_ms=self._at_ms(),
                     ))
                 else:
                     if self.speaking:
@@ -372,7 +372,9 @@ class Turn:
             if self.speaking:
                 await self._voice(self.speaker.flush())  # type: ignore[union-attr]
         finally:
-            await agen.aclose()
+            close = getattr(agen, "aclose", None)  # an async generator: stop it where it is
+            if close is not None:
+                await close()
 
     def _at_ms(self) -> float | None:
         """Where the audio sent so far ends (the moment for an action or emotion); None without audio."""
@@ -402,7 +404,7 @@ class Turn:
         await self.session.emit(p.AudioChunkEvent(
             response_id=self.id, speaker=self.speaker_id, sample_rate=chunk.sample_rate or None, seq=chunk.seq,
             start_ms=round(chunk.start_ms, 3), samples=chunk.samples,
-            visemes=[p.VisemeCueMsg(viseme=c.viseme, start_ms=round(c.start_ms, 3), end_ms=round(c.end_ms, 3)) for c in chunk.cues],
+            visemes=[p.VisemeCueMsg(viseme=cast(p.Viseme, c.viseme), start_ms=round(c.start_ms, 3), end_ms=round(c.end_ms, 3)) for c in chunk.cues],
         ))
         await self.session.emit(chunk.pcm)
 
@@ -695,7 +697,7 @@ class Session:
         if self.turn is not None:
             await self.turn.interrupt()
 
-    async def _respond(self, *, player_text: str | None, trigger: str, ref: str | None, started_at: float | None = None,
+    async def _respond(self, *, player_text: str | None, trigger: p.Trigger, ref: str | None, started_at: float | None = None,
                        query: str | None = None) -> None:
         self.state = next_state(self.state, Trigger.RESPOND)
         self._persist()

@@ -14,4 +14,5 @@ if [ "${NPC_SKIP_VLLM:-0}" != "1" ]; then
   export NPC_REQUIRE_VLLM=1
 fi
 .venv/bin/lint-imports
+.venv/bin/mypy          # strict types on the core modules ([tool.mypy] in pyproject.toml)
 exec .venv/bin/python -m pytest "$@"
