@@ -1,12 +1,13 @@
 """The WebSocket server: one :class:`~npc_runtime.session.Session` per connection, plus on the same
 port ``GET /healthz`` (live: 200 while the process serves), ``GET /readyz`` (200 once the models are
 warm, 503 before), ``GET /metrics`` (Prometheus) and ``GET /demo`` (the browser demo: the static files
-of ``clients/web/``). Over ``max_sessions`` open sessions, a new connection gets a ``busy`` error
-(fatal, retryable) and is closed.
+of ``clients/web/``, loopback clients only). Over ``max_sessions`` open sessions, a new connection gets a ``busy``
+error (fatal, retryable) and is closed.
 
-Each connection has a read pump (this handler: parse, hand to the session) and a write pump
-(drain the session's ordered outbox into the socket), both owned by a TaskGroup; when the
-client goes away the session is closed and every task it owned is awaited.
+The handshake (:meth:`NpcServer._admit`) checks the browser's Origin, the credential (:mod:`npc_runtime.access`) and
+the connections per address. Each connection then has a read pump (the handler itself: parse, hand to the session),
+and a write pump (drain the session's ordered outbox into the socket) and the ``session.start`` deadline, both tasks
+of a TaskGroup; when the client goes away the session is closed and every task it owned is awaited.
 """
 
 from __future__ import annotations
