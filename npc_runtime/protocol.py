@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -147,7 +147,7 @@ class Ping(_Msg):
 
 
 ClientMessage = Annotated[
-    Union[SessionStart, TextInput, SceneUpdate, GameEvent, ResponseCancel, AudioCommit, AudioClear, PlaybackMark, Converse, Ping],
+    SessionStart | TextInput | SceneUpdate | GameEvent | ResponseCancel | AudioCommit | AudioClear | PlaybackMark | Converse | Ping,
     Field(discriminator="type"),
 ]
 CLIENT_TYPES = ("session.start", "input.text", "scene.update", "game.event", "response.cancel",
@@ -353,8 +353,7 @@ class Pong(_Event):
 
 
 ServerEvent = Annotated[
-    Union[SessionReady, SceneUpdated, EventAccepted, ResponseStart, TextDelta, AudioChunkEvent, ActionEvent, EmotionEvent, ResponseEnd,
-          SpeechStarted, SpeechStopped, TranscriptPartial, TranscriptFinal, ResponseInterrupted, ConverseEnd, ErrorEvent, Pong],
+    SessionReady | SceneUpdated | EventAccepted | ResponseStart | TextDelta | AudioChunkEvent | ActionEvent | EmotionEvent | ResponseEnd | SpeechStarted | SpeechStopped | TranscriptPartial | TranscriptFinal | ResponseInterrupted | ConverseEnd | ErrorEvent | Pong,
     Field(discriminator="type"),
 ]
 

@@ -47,12 +47,12 @@ from npc_runtime.asr.listener import (
     TranscriptPartial,
     UtteranceRefused,
 )
-from npc_runtime.memory import MemoryEntry, remembered
-from npc_runtime.metrics import Metrics
 from npc_runtime.dialogue.guard import asked_topics, touches_topic
 from npc_runtime.dialogue.prompt import HistoryEntry
 from npc_runtime.dialogue.turn import ActionOut, Dialogue, EmotionOut, SpeechDelta, TurnInput, TurnStats, allowed_verbs
 from npc_runtime.errors import NpcError, PersonaError, ProtocolError
+from npc_runtime.memory import MemoryEntry, remembered
+from npc_runtime.metrics import Metrics
 from npc_runtime.persona.schema import Persona
 from npc_runtime.scene import Scene
 from npc_runtime.timeline import Timeline
@@ -966,7 +966,8 @@ class Session:
 
     async def _barge_in_after(self, utterance_id: str, target: Turn) -> None:
         assert self.listener is not None and self.listen_settings is not None
-        while self.listener.voiced_ms() < self.listen_settings.barge_in_ms:  # the voice, not the silence after it
+        # the voice, not the silence after it; polled every 10 ms until the listener emits its progress (issue 16)
+        while self.listener.voiced_ms() < self.listen_settings.barge_in_ms:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         self._backchannels.discard(utterance_id)
         await self._barge_in(target)

@@ -11,11 +11,11 @@ import structlog
 from npc_runtime.asr.base import ASR
 from npc_runtime.asr.vad import SileroVAD
 from npc_runtime.dialogue.turn import Dialogue
+from npc_runtime.errors import NpcError
 from npc_runtime.gate import Gate
+from npc_runtime.llm.base import LLM
 from npc_runtime.llm.gated import GatedLLM
 from npc_runtime.metrics import Metrics
-from npc_runtime.errors import NpcError
-from npc_runtime.llm.base import LLM
 from npc_runtime.persona.registry import PersonaRegistry
 from npc_runtime.persona.schema import Persona
 from npc_runtime.session import Services

@@ -153,7 +153,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                           f"{r['first_audio_ms']:6.0f} ms  heard {r.get('text', '')!r}", file=sys.stderr, flush=True)
     summary = {}
     for mode, rows in results.items():
-        med = lambda key: statistics.median([r[key] for r in rows if r.get(key) == r.get(key)])  # noqa: E731 (NaN-free)
+        med = lambda key, rows=rows: statistics.median([r[key] for r in rows if r.get(key) == r.get(key)])  # noqa: E731 (NaN-free)
         summary[mode] = {
             "n": len(rows), "end_silence_ms": args.end_silence_ms,
             "final_ms_median": round(med("final_ms"), 1),

@@ -14,5 +14,6 @@ if [ "${NPC_SKIP_VLLM:-0}" != "1" ]; then
   export NPC_REQUIRE_VLLM=1
 fi
 .venv/bin/lint-imports
+.venv/bin/ruff check npc_runtime tests scripts training   # lint ([tool.ruff] in pyproject.toml)
 .venv/bin/mypy          # strict types on the core modules ([tool.mypy] in pyproject.toml)
 exec .venv/bin/python -m pytest "$@"

@@ -205,10 +205,9 @@ def main() -> int:
     args = ap.parse_args()
 
     import torch
+    from lora_to_gguf import convert
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from lora_to_gguf import convert
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)

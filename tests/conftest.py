@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from live_server import live_server, scripted_server  # noqa: F401  (fixtures: here, so each starts once per run)
 from llama_fixture import llama_engine  # noqa: F401  (fixture)
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -43,11 +42,11 @@ def test_permute_rows_is_llama_cpps_rotary_order_per_head() -> None:
 def test_llama_cpp_with_the_shipped_adapter_matches_the_trained_model(tmp_path_factory: pytest.TempPathFactory) -> None:
     gguf = pytest.importorskip("gguf", reason="the train extra (scripts/setup.sh installs it)")
     import torch
+    from train_npc_adapter import Library
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from npc_runtime.dialogue.prompt import render_record
     from npc_runtime.llm.llama_cpp import ADAPTER_FILE, default_model_path, render_chatml
-    from train_npc_adapter import Library
 
     base = Path.home() / ".cache" / "npc_runtime" / "train" / "base-hf"
     if not (base / "model.safetensors").is_file():

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pytest_asyncio
+from conftest import SHARED
 from faster_whisper import decode_audio
 
 from npc_runtime.asr.base import ASR, asr_thread
@@ -45,8 +46,6 @@ from npc_runtime.asr.vad import WINDOW, SileroVAD
 from npc_runtime.asr.wer import normalize, wer
 from npc_runtime.asr.whisper import WhisperASR, resolve_model
 from npc_runtime.errors import NpcError
-
-from conftest import SHARED
 
 JFK_PATH = str(SHARED / "data" / "jfk.flac")
 JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country"

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from server_fixture import personas  # noqa: F401  (a fixture)
 from websockets.asyncio.server import ServerConnection, serve
 
 from npc_runtime.bench import bench_main
@@ -23,8 +24,6 @@ from npc_runtime.server import NpcServer
 from npc_runtime.session import Services
 from npc_runtime.settings import Settings
 from npc_runtime.tts.fake import FakeTTS
-
-from server_fixture import personas  # noqa: F401  (a fixture)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ServerFactory = Callable[..., Any]

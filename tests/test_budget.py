@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest_asyncio
+from server_fixture import personas, serving  # noqa: F401  (personas: a fixture)
 
 from npc_runtime import protocol as p
 from npc_runtime.client import AudioFrame, NpcClient
@@ -22,8 +23,6 @@ from npc_runtime.server import NpcServer
 from npc_runtime.session import Services
 from npc_runtime.tts.espeak import EspeakTTS
 from npc_runtime.tts.filler import FillerCache
-
-from server_fixture import personas, serving  # noqa: F401  (personas: a fixture)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -70,7 +69,7 @@ async def test_misses_are_counted_by_cause(slow_server: tuple[NpcServer, Service
     end = events[-1]
     assert end.timings["budget_missed"] == 1.0 and end.timings["filler"] == 0.0
     text = await asyncio.to_thread(lambda: urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5).read().decode())
-    assert "npc_budget_misses_total{cause=\"llm\"} 1.0" in text, [l for l in text.splitlines() if "budget" in l]
+    assert "npc_budget_misses_total{cause=\"llm\"} 1.0" in text, [row for row in text.splitlines() if "budget" in row]
 
 
 async def test_a_turn_that_waited_for_the_model_is_shortened(personas: PersonaRegistry) -> None:

@@ -43,8 +43,16 @@ from npc_runtime.tts.visemes import VISEMES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from live_server import SEAT_PROMPT, AuthServer, LiveServer, missing_toolchain, scene_with_verbs, scripted_actions, scripted_verbs  # noqa: E402
-from live_server import scripted_auth_server  # noqa: E402,F401  (fixture: started once per run, see live_server.py)
+from live_server import (  # noqa: E402
+    SEAT_PROMPT,
+    AuthServer,
+    LiveServer,
+    missing_toolchain,
+    scene_with_verbs,
+    scripted_actions,
+    scripted_auth_server,  # noqa: E402,F401  (fixture: started once per run, see live_server.py)
+    scripted_verbs,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

@@ -50,8 +50,17 @@ SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from live_server import (  # noqa: E402
-    ARG_NAMES, SEAT_PROMPT, AuthServer, LiveServer, action_as_data, missing_toolchain, scene_with_verbs, scripted_actions, scripted_verbs)
-from live_server import scripted_auth_server  # noqa: E402,F401  (fixture: started once per run, see live_server.py)
+    ARG_NAMES,
+    SEAT_PROMPT,
+    AuthServer,
+    LiveServer,
+    action_as_data,
+    missing_toolchain,
+    scene_with_verbs,
+    scripted_actions,
+    scripted_auth_server,  # noqa: E402,F401  (fixture: started once per run, see live_server.py)
+    scripted_verbs,
+)
 
 CORE = ROOT / "clients/unreal/NpcRuntime/Source/NpcRuntimeCore"
 SESSIONS = ROOT / "tests/data/sessions"

@@ -36,9 +36,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+from live_server import (
+    SEAT_PROMPT,
+    AuthServer,
+    LiveServer,
+    action_as_data,
+    missing_toolchain,
+    scripted_actions,
+    scripted_auth_server,  # noqa: F401  (fixture: started once per run, see live_server.py)
+    scripted_verbs,
+)
 
-from live_server import SEAT_PROMPT, AuthServer, LiveServer, action_as_data, missing_toolchain, scripted_actions, scripted_verbs
-from live_server import scripted_auth_server  # noqa: F401  (fixture: started once per run, see live_server.py)
 from npc_runtime.scene import Scene
 from npc_runtime.server import DEMO_DIR, demo_file
 

@@ -18,17 +18,16 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from conftest import CHARACTERS, EVAL_DIR, ROOT, scene_dict
+from server_fixture import registry, serving
 
 from npc_runtime.client import NpcClient
-from npc_runtime.protocol import parse_server_event
 from npc_runtime.dialogue.grammar import parse_action
 from npc_runtime.dialogue.turn import Dialogue
+from npc_runtime.protocol import parse_server_event
 from npc_runtime.scene import Scene
 from npc_runtime.server import NpcServer
 from npc_runtime.session import Services
-
-from conftest import CHARACTERS, EVAL_DIR, ROOT, scene_dict
-from server_fixture import registry, serving
 
 pytestmark = pytest.mark.engine
 NPC = [sys.executable, "-m", "npc_runtime.cli"]

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from conftest import CHARACTERS, EVAL_DIR, ROOT, scene_dict
+from test_e2e_embedded import _valid_for
 
 from npc_runtime.client import NpcClient
 from npc_runtime.dialogue.turn import Dialogue
@@ -20,9 +22,6 @@ from npc_runtime.persona.registry import PersonaRegistry
 from npc_runtime.protocol import parse_server_event
 from npc_runtime.server import NpcServer
 from npc_runtime.session import Services
-
-from conftest import CHARACTERS, EVAL_DIR, ROOT, scene_dict
-from test_e2e_embedded import _valid_for
 
 pytestmark = pytest.mark.vllm
 
@@ -88,9 +87,9 @@ def test_cli_say_with_the_vllm_backend(vllm_server: Any) -> None:
 async def test_declared_verbs_through_vllm(vllm_engine: VLLMEngine) -> None:
     """Issue 16: a scene's own verbs (sit, emote) through xgrammar on vLLM: the grammar is accepted and the tags it
     makes the model write parse into valid actions with their arguments."""
-    from npc_runtime.actions import validate_action
     from test_verbs import forced_declared_tags, scene
 
+    from npc_runtime.actions import validate_action
     from npc_runtime.dialogue.grammar import build_action_grammar
 
     await vllm_engine.validate_grammar(build_action_grammar(scene().without("jin"), ["move", "grab", "give"], self_id="jin", emotions=True))

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from conftest import EVAL_DIR, ROOT
 
 pytestmark = pytest.mark.engine
@@ -156,14 +155,14 @@ def test_the_speech_says_the_text(replies: list[tuple[list[dict[str, Any]], np.n
 
 async def test_an_action_after_the_first_sentence_is_stamped_where_that_speech_ends() -> None:
     """Piper for real; the reply is scripted (the model would put the tag anywhere)."""
+    from conftest import CHARACTERS, scene_dict
+
     from npc_runtime import protocol as p
     from npc_runtime.dialogue.turn import Dialogue
     from npc_runtime.llm.fake import FakeLLM
     from npc_runtime.persona.loader import load_persona
     from npc_runtime.session import Services, Session
     from npc_runtime.tts.piper import PiperTTS
-
-    from conftest import CHARACTERS, scene_dict
 
     tts = PiperTTS()
     await tts.warm()

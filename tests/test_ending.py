@@ -4,6 +4,7 @@ dialogue stage with the scripted FakeLLM (one word a token; no model)."""
 from __future__ import annotations
 
 import pytest
+from conftest import CHARACTERS, scene_dict
 
 from npc_runtime.dialogue.ending import Ending, hard_limit, slack
 from npc_runtime.dialogue.turn import ActionOut, Dialogue, EmotionOut, SpeechDelta, TurnInput, TurnStats
@@ -11,8 +12,6 @@ from npc_runtime.llm.fake import FakeLLM
 from npc_runtime.persona.loader import load_persona
 from npc_runtime.scene import Scene
 from npc_runtime.timeline import Timeline
-
-from conftest import CHARACTERS, scene_dict
 
 JIN = load_persona(CHARACTERS / "jin.yaml")
 SCENE = Scene.model_validate(scene_dict("ramen_shop.json")).without("jin")

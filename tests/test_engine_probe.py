@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from npc_runtime.llm import llama_probe
-from npc_runtime.llm.llama_cpp import LlamaCppEngine, default_model_path
 from npc_runtime.llm.base import ChatMessage, GenerationRequest
+from npc_runtime.llm.llama_cpp import LlamaCppEngine, default_model_path
 from npc_runtime.llm.llama_probe import ProbeResult
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,12 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from conftest import CHARACTERS, EVAL_DIR
 
 from npc_runtime.dialogue.turn import Dialogue
 from npc_runtime.evals import load_cases, load_scene, run_case
 from npc_runtime.persona.loader import load_persona
-
-from conftest import CHARACTERS, EVAL_DIR
 
 pytestmark = pytest.mark.engine
 

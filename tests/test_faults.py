@@ -30,6 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ROOT, scene_dict
+from server_fixture import registry, serving
+from vllm_fixture import free_port
 
 from npc_runtime import protocol as p
 from npc_runtime.client import NpcClient, ServerError
@@ -40,11 +43,6 @@ from npc_runtime.llm.fake import FakeLLM
 from npc_runtime.metrics import Metrics
 from npc_runtime.server import NpcServer
 from npc_runtime.session import Services
-
-from conftest import ROOT, scene_dict
-from server_fixture import registry, serving
-from vllm_fixture import free_port
-
 
 # -- knowledge
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from conftest import CHARACTERS, ROOT, scene_dict
 
 from npc_runtime import protocol as p
 from npc_runtime.dialogue.guard import admissible_facts, asked_topics, content_words, touches_topic
@@ -17,8 +18,6 @@ from npc_runtime.llm.fake import FakeLLM
 from npc_runtime.persona.loader import load_persona
 from npc_runtime.scene import Scene
 from npc_runtime.session import Services, Session
-
-from conftest import CHARACTERS, ROOT, scene_dict
 
 JIN = load_persona(CHARACTERS / "jin.yaml")
 NOVA = load_persona(CHARACTERS / "nova.yaml")

@@ -33,13 +33,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
 import pytest_asyncio
 import structlog
 import structlog.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
+from server_fixture import CHARACTERS, registry, serving
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -49,8 +49,6 @@ from npc_runtime.llm.fake import FakeLLM
 from npc_runtime.metrics import Metrics
 from npc_runtime.server import HARD_MAX_FRAME_BYTES, NpcServer
 from npc_runtime.session import Services
-
-from server_fixture import CHARACTERS, registry, serving
 
 # With database=None Hypothesis keeps no examples, but still caches (constants it harvests from the code, Unicode tables)
 # in its storage directory, by default .hypothesis/ in the working directory: keep it out of the checkout. Before
@@ -373,7 +371,7 @@ def odd_unicode_case(draw: st.DrawFn) -> Case:
     message = draw(valid_messages)
     schema = {"$ref": f"#/$defs/{MESSAGE_DEFS[message['type']]}"}
     free = [path for path, sub, value in _fields(message, schema) if isinstance(value, str) and path != ("type",)
-            and "pattern" not in _branch(sub, value) and "const" not in _branch(sub, value)]
+            and not {"pattern", "const", "enum"} & set(_branch(sub, value))]
     if not message.get("id"):
         free.append(("id",))
     for path in draw(st.lists(st.sampled_from(free), max_size=3, unique=True)) if free else []:

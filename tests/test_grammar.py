@@ -10,7 +10,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import xgrammar_command
 
 from npc_runtime.dialogue.grammar import (

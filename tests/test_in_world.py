@@ -5,13 +5,13 @@ fake-engine tests (the real engines are covered by tests/test_character_slice.py
 from __future__ import annotations
 
 import pytest
+from test_ending import JIN, SCENE
 
 from npc_runtime.dialogue.in_world import HOLD_CHARS, InWorld, ai_claims, self_claims
 from npc_runtime.dialogue.tags import ActionPiece, TextPiece
 from npc_runtime.dialogue.turn import ActionOut, Dialogue, SpeechDelta, TurnInput, TurnStats
 from npc_runtime.llm.fake import FakeLLM
 from npc_runtime.timeline import Timeline
-from test_ending import JIN, SCENE
 
 
 @pytest.mark.parametrize("text", [

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from conftest import ROOT, scene_dict
+from server_fixture import Recording, registry, serving
 
 from npc_runtime import protocol as p
 from npc_runtime.client import NpcClient
@@ -27,9 +29,6 @@ from npc_runtime.knowledge.embed import MiniLMEmbedder
 from npc_runtime.knowledge.store import KnowledgeStore
 from npc_runtime.server import NpcServer
 from npc_runtime.session import Services
-
-from conftest import ROOT, scene_dict
-from server_fixture import Recording, registry, serving
 
 pytestmark = pytest.mark.engine
 

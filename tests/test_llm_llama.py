@@ -287,10 +287,11 @@ async def test_template_markers_in_a_message_stay_characters(llama_engine) -> No
 
 
 async def test_a_scene_is_counted_in_the_models_tokens(llama_engine) -> None:  # noqa: F811
+    from conftest import CHARACTERS
+
     from npc_runtime.dialogue.turn import Dialogue
     from npc_runtime.errors import SceneError
     from npc_runtime.persona.loader import load_persona
-    from conftest import CHARACTERS
 
     jin = load_persona(CHARACTERS / "jin.yaml")
     dialogue = Dialogue(llm=llama_engine)

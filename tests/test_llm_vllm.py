@@ -18,11 +18,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from vllm_fixture import VLLMServer, free_port, skip_or_fail, start_vllm_server, vllm_env_problem
 
 from npc_runtime.errors import GrammarError, LLMRejected, LLMUnavailable
 from npc_runtime.llm.base import LLM, ChatMessage, GenerationRequest, LLMChunk
 from npc_runtime.llm.vllm import VLLMEngine
-from vllm_fixture import VLLMServer, free_port, start_vllm_server, vllm_env_problem, skip_or_fail
 
 pytestmark = pytest.mark.vllm
 

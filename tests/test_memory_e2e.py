@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 import structlog
+from conftest import scene_dict
+from server_fixture import Recording, registry, serving
 
 from npc_runtime import protocol as p
 from npc_runtime.client import NpcClient
@@ -30,9 +32,6 @@ from npc_runtime.memory import MemoryStore
 from npc_runtime.metrics import Metrics
 from npc_runtime.server import NpcServer
 from npc_runtime.session import Services
-
-from conftest import scene_dict
-from server_fixture import Recording, registry, serving
 
 
 @asynccontextmanager

@@ -7,13 +7,12 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import CHARACTERS, EVAL_DIR
 
 from npc_runtime.dialogue.grammar import parse_action
 from npc_runtime.dialogue.prompt import HistoryEntry, build_messages, prefix_key, scene_examples, tags_first, turn_messages
 from npc_runtime.persona.loader import load_persona
 from npc_runtime.scene import Scene
-
-from conftest import CHARACTERS, EVAL_DIR
 
 DEV_SCENES = Path(__file__).resolve().parent / "data" / "scenes"
 VERBS = ["move", "grab", "give"]
@@ -130,8 +129,8 @@ def test_dev_set_is_well_formed() -> None:
 
 
 def test_brief_memory_and_facts_take_their_places() -> None:
-    from npc_runtime.dialogue.prompt import build_messages
     from npc_runtime.dialogue.prompt import HistoryEntry as H
+    from npc_runtime.dialogue.prompt import build_messages
     from npc_runtime.persona.loader import load_persona
 
     persona = load_persona(CHARACTERS / "jin.yaml")

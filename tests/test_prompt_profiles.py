@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import CHARACTERS, EVAL_DIR
 from pydantic import ValidationError
 
 from npc_runtime.actions import parse_action
@@ -28,8 +29,6 @@ from npc_runtime.persona.loader import load_persona
 from npc_runtime.persona.schema import Persona
 from npc_runtime.scene import Scene
 from npc_runtime.settings import Settings
-
-from conftest import CHARACTERS, EVAL_DIR
 
 VERBS = ["move", "grab", "give"]
 _TAG = re.compile(r"\[([^\[\]]*)\]")

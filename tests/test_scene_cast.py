@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from conftest import scene_dict
+from server_fixture import personas, serving  # noqa: F401  (personas: a fixture)
 
 from npc_runtime import protocol as p
 from npc_runtime.client import NpcClient, ServerError
@@ -19,9 +21,6 @@ from npc_runtime.llm.fake import FakeLLM
 from npc_runtime.persona.registry import PersonaRegistry
 from npc_runtime.server import NpcServer
 from npc_runtime.session import Services
-
-from conftest import scene_dict
-from server_fixture import personas, serving  # noqa: F401  (personas: a fixture)
 
 
 def reply(request: GenerationRequest) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 import jwt
 import pytest
 import pytest_asyncio
+from conftest import CHARACTERS, scene_dict
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -29,8 +30,6 @@ from npc_runtime.metrics import Metrics
 from npc_runtime.persona.registry import PersonaRegistry
 from npc_runtime.server import ConnectionLimits, NpcServer
 from npc_runtime.session import Services
-
-from conftest import CHARACTERS, scene_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = b"k" * 48
@@ -352,5 +351,5 @@ def test_a_seed_is_bounded() -> None:
 
     for seed in (-1, 2**32, 2**64):
         with pytest.raises(ProtocolError):
-            p.parse_client_message('{"type": "session.start", "character": "jin", "options": {"seed": %d}}' % seed)
+            p.parse_client_message(f'{{"type": "session.start", "character": "jin", "options": {{"seed": {seed}}}}}')
     p.parse_client_message('{"type": "session.start", "character": "jin", "options": {"seed": 4294967295}}')

@@ -13,6 +13,8 @@ import wave
 from pathlib import Path
 
 import pytest
+from conftest import EVAL_DIR, ROOT
+from server_fixture import personas, serving  # noqa: F401  (personas: a fixture)
 
 from npc_runtime import cli
 from npc_runtime.bench.lines import SAMPLE_AUDIO, default_scene
@@ -22,9 +24,6 @@ from npc_runtime.persona.registry import PersonaRegistry
 from npc_runtime.scene import Scene
 from npc_runtime.scene_files import SCENES_DIR, load_scene, scene_path, shipped_scenes
 from npc_runtime.session import Services
-
-from conftest import EVAL_DIR, ROOT
-from server_fixture import personas, serving  # noqa: F401  (personas: a fixture)
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 COMMANDS = "\n".join(re.findall(r"```bash\n(.*?)```", README, flags=re.S))

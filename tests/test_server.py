@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from conftest import CHARACTERS, scene_dict
+from server_fixture import registry, serving
 from websockets.asyncio.client import connect
 
 from npc_runtime import protocol as p
@@ -18,12 +20,9 @@ from npc_runtime.client import NpcClient, ServerError
 from npc_runtime.dialogue.turn import Dialogue
 from npc_runtime.llm.fake import FakeLLM
 from npc_runtime.metrics import Metrics
+from npc_runtime.persona.registry import PersonaRegistry
 from npc_runtime.server import NpcServer
 from npc_runtime.session import Services
-from npc_runtime.persona.registry import PersonaRegistry
-
-from conftest import CHARACTERS, scene_dict
-from server_fixture import registry, serving
 
 
 @pytest_asyncio.fixture

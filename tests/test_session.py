@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from conftest import CHARACTERS, scene_dict
 
 from npc_runtime import protocol as p
 from npc_runtime.dialogue.turn import Dialogue
@@ -15,8 +16,6 @@ from npc_runtime.llm.fake import FakeLLM
 from npc_runtime.persona.loader import load_persona
 from npc_runtime.persona.schema import Persona
 from npc_runtime.session import TRANSITIONS, Services, Session, State, Trigger, next_state
-
-from conftest import CHARACTERS, scene_dict
 
 
 class Personas:

@@ -13,9 +13,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-
-from conftest import xgrammar_command
 import pytest_asyncio
+from conftest import CHARACTERS, ROOT, xgrammar_command
 
 from npc_runtime.client import NpcClient
 from npc_runtime.dialogue.turn import Dialogue
@@ -27,15 +26,29 @@ from npc_runtime.server import NpcServer
 from npc_runtime.session import Services
 from npc_runtime.settings import Settings
 from npc_runtime.sim.cli import check_scenarios_main, simulate_main
-from npc_runtime.sim.judge import (ATTEMPTS, MIN_REASON_WORDS, Judge, check_answer, reason_instruction, reason_problem, score_grammar,
-                                  subjects)
+from npc_runtime.sim.judge import (
+    ATTEMPTS,
+    MIN_REASON_WORDS,
+    Judge,
+    check_answer,
+    reason_instruction,
+    reason_problem,
+    score_grammar,
+    subjects,
+)
 from npc_runtime.sim.repetition import normalise, overlap, repeats
 from npc_runtime.sim.report import conversation_audio, report_markdown, transcript_lines, write_outputs
 from npc_runtime.sim.runner import LOOP_RETRIES, SimResult, TurnRecord, repeated_line, run_simulation, speaks_event
-from npc_runtime.sim.scenario import (Criterion, Scale, ScenarioFileError, ScenarioNotFound, check_scenarios, find_scenario,
-                                     load_scenario, read_scenario_file)
-
-from conftest import CHARACTERS, ROOT
+from npc_runtime.sim.scenario import (
+    Criterion,
+    Scale,
+    ScenarioFileError,
+    ScenarioNotFound,
+    check_scenarios,
+    find_scenario,
+    load_scenario,
+    read_scenario_file,
+)
 
 SCENARIOS = ROOT / "scenarios"
 PERSONAS = load_dir(CHARACTERS)[0]
@@ -627,7 +640,7 @@ def test_npc_simulate_twice_with_one_seed_gives_one_transcript(tmp_path: Path) -
         assert row["text"] in report
     scenario = load_scenario(ROOT / "scenarios" / "belligerent_patient.yaml", None)
     for criterion in scenario.rubric.criteria:  # a score with evidence, or an explicit "unscored"
-        line = next(l for l in report.splitlines() if l.startswith(f"| {criterion.id}:"))
+        line = next(row for row in report.splitlines() if row.startswith(f"| {criterion.id}:"))
         assert re.search(r"\| [1-5] \| “.+” \|", line) or "unscored" in line, line
 
 

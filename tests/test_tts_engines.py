@@ -23,10 +23,10 @@ import pytest_asyncio
 from npc_runtime.errors import NpcError
 from npc_runtime.tts import TTS, FakeTTS, Phoneme, SynthChunk, clean_text, split_sentences
 from npc_runtime.tts.base import PAUSE, fit_phonemes, spread_phonemes, stretch_phonemes
-from npc_runtime.tts.text import is_latin_language
 from npc_runtime.tts.coqui import CoquiTTS, retime
 from npc_runtime.tts.espeak import EspeakTTS, phonemes_from_marks, rate_for
 from npc_runtime.tts.piper import PiperTTS, resolve_voice
+from npc_runtime.tts.text import is_latin_language
 
 SENTENCE = "Welcome to my ramen shop, traveller."
 THREE = "Hello there, traveller. Welcome to my ramen shop! Would you like a bowl of miso ramen today?"

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from conftest import CHARACTERS
+from server_fixture import registry, serving
 
 from npc_runtime import protocol as p
 from npc_runtime.actions import BUILTINS, Action, action_problem, parse_action, usable_verbs, validate_action, vocabulary
@@ -23,9 +24,6 @@ from npc_runtime.llm.fake import FakeLLM
 from npc_runtime.persona.loader import load_persona
 from npc_runtime.scene import Scene
 from npc_runtime.session import Services
-
-from conftest import CHARACTERS
-from server_fixture import registry, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENE = json.loads((ROOT / "scenes" / "ramen_shop_verbs.json").read_text())

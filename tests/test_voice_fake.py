@@ -21,6 +21,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import pytest
+from conftest import scene_dict
+from server_fixture import personas, serving  # noqa: F401  (personas: a fixture)
 
 from npc_runtime import protocol as p
 from npc_runtime.asr.base import ASR, VAD
@@ -34,9 +36,6 @@ from npc_runtime.persona.registry import PersonaRegistry
 from npc_runtime.server import NpcServer
 from npc_runtime.session import Services
 from npc_runtime.tts.fake import FakeTTS
-
-from conftest import scene_dict
-from server_fixture import personas, serving  # noqa: F401  (personas: a fixture)
 
 RATE = 16000
 STORY = ("Long ago, before the shop had a sign, my grandmother cooked broth in a single iron pot. "

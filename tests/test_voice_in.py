@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 import pytest_asyncio
+from conftest import SHARED, scene_dict
 from faster_whisper.audio import decode_audio
+from server_fixture import personas, serving  # noqa: F401  (personas: a fixture)
 
 from npc_runtime import protocol as p
 from npc_runtime.actions import Action, validate_action
@@ -31,9 +33,6 @@ from npc_runtime.scene import Scene
 from npc_runtime.server import NpcServer
 from npc_runtime.session import Services
 from npc_runtime.tts.espeak import EspeakTTS
-
-from conftest import SHARED, scene_dict
-from server_fixture import personas, serving  # noqa: F401  (personas: a fixture)
 
 pytestmark = pytest.mark.engine
 

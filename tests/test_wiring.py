@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from conftest import CHARACTERS
+
 from npc_runtime.persona.loader import load_persona
 from npc_runtime.settings import Settings
 from npc_runtime.tts.espeak import EspeakTTS
 from npc_runtime.tts.piper import PiperTTS
 from npc_runtime.wiring import VoiceBank
-
-from conftest import CHARACTERS
 
 
 def test_personas_with_the_same_voice_share_one_engine() -> None:

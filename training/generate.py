@@ -41,13 +41,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 from kinds import ANSWERS, MAKERS, Maker, Turn, add_context, described, fits, words  # noqa: E402
+from world import Cast, Invalid, Stage, World, load_world  # noqa: E402
+
 from npc_runtime.actions import Action, validate_action  # noqa: E402
 from npc_runtime.dialogue.grammar import MAX_TAGS  # noqa: E402
 from npc_runtime.dialogue.tags import ActionPiece, EmotionPiece, TagStreamParser  # noqa: E402
 from npc_runtime.evals import score  # noqa: E402
 from npc_runtime.evals_character import ai_claims, found, refused, sentence_complete  # noqa: E402
 from npc_runtime.scene import Scene  # noqa: E402
-from world import Cast, Invalid, Stage, World, load_world  # noqa: E402
 
 #: Records per kind: (train, held-out).
 KINDS: dict[str, tuple[int, int]] = {

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import templates as tp
-from npc_runtime.scene import Entity
 from world import AI_TOPIC, Cast, Invalid, Stage, World
+
+from npc_runtime.scene import Entity
 
 MAX_REPLY_CHARS = 220
 #: A persona's line that only fits its own place ("That belongs to the ward") ends with this.

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import templates as tp
 import yaml
 
-import templates as tp
 from npc_runtime.persona.loader import load_persona
 from npc_runtime.persona.schema import Persona
 from npc_runtime.scene import Entity, Scene

@@ -19,8 +19,8 @@ from npc_runtime.asr.endpoint import EndpointConfig, Endpointer
 from npc_runtime.asr.listener import (
     AudioError,
     ListenConfig,
-    ListenEvent,
     Listener,
+    ListenEvent,
     SpeechStarted,
     SpeechStopped,
     TranscriptFinal,

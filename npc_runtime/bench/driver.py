@@ -19,13 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-
 from npc_runtime import protocol as p
+from npc_runtime.bench.lines import Utterance
+from npc_runtime.client import AudioFrame, ConnectionClosed, InvalidStatus, NpcClient, ServerError, WebSocketException
 
 #: This run's id, in the bench players' ids.
 RUN_ID = uuid.uuid4().hex[:8]
-from npc_runtime.bench.lines import Utterance
-from npc_runtime.client import AudioFrame, ConnectionClosed, InvalidStatus, NpcClient, ServerError, WebSocketException
 
 Mode = Literal["text", "audio"]
 FRAME_MS = 20

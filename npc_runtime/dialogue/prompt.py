@@ -44,8 +44,8 @@ from npc_runtime.dialogue.compact import compact_prefix, scene_examples
 from npc_runtime.dialogue.full import full_prefix
 from npc_runtime.dialogue.guard import admissible_facts, asked_topics
 from npc_runtime.dialogue.history import shape_history
-from npc_runtime.dialogue.parts import HistoryEntry, scene_text, tags_first
 from npc_runtime.dialogue.mentions import mentioned, mentions_message
+from npc_runtime.dialogue.parts import HistoryEntry, scene_text, tags_first
 from npc_runtime.dialogue.tuned import tuned_prefix
 from npc_runtime.llm.base import ChatMessage
 from npc_runtime.memory.summary import statements

@@ -27,8 +27,15 @@ from npc_runtime.settings import Settings
 from npc_runtime.sim.judge import CriterionScore, Judge
 from npc_runtime.sim.report import write_outputs
 from npc_runtime.sim.runner import SimulationError, TurnRecord, run_simulation
-from npc_runtime.sim.scenario import (Scenario, ScenarioFileError, ScenarioNotFound, check_scenarios, find_scenario,
-                                     load_scenario, with_names)
+from npc_runtime.sim.scenario import (
+    Scenario,
+    ScenarioFileError,
+    ScenarioNotFound,
+    check_scenarios,
+    find_scenario,
+    load_scenario,
+    with_names,
+)
 
 DEFAULT_SCENARIOS = Path("scenarios")
 DEFAULT_OUT = Path("sim-runs")

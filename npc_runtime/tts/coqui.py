@@ -25,19 +25,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from npc_runtime.tts.text import is_latin_language
 from npc_runtime.tts.base import (
-    tts_thread,
     TTS,
-    EngineThread,
     Phoneme,
     SynthChunk,
     ThreadedTTS,
     closing,
     spread_phonemes,
     stretch_phonemes,
+    tts_thread,
     tts_unavailable,
 )
+from npc_runtime.tts.text import is_latin_language
 
 PACKAGE_HINT = "pip install coqui-tts (it needs torch)"
 

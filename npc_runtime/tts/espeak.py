@@ -26,18 +26,17 @@ import ctypes.util
 import threading
 from typing import Any
 
-from npc_runtime.tts.text import is_latin_language
 from npc_runtime.tts.base import (
-    tts_thread,
     PAUSE,
-    EngineThread,
     Phoneme,
     SynthChunk,
     ThreadedTTS,
     fit_phonemes,
     tts_failed,
+    tts_thread,
     tts_unavailable,
 )
+from npc_runtime.tts.text import is_latin_language
 
 AUDIO_OUTPUT_SYNCHRONOUS = 2
 espeakINITIALIZE_PHONEME_EVENTS = 0x0001

