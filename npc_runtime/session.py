@@ -609,7 +609,14 @@ class Session:
     async def _start(self, msg: p.SessionStart) -> None:
         if self.state is not State.AWAITING_START:
             raise ProtocolError("the session has already started; open a new connection for another", code="session_exists")
-        self.start_requested = True
+        self.start_requested = True  # the start deadline waits for this start (the models may still be loading) ...
+        try:
+            await self._begin(msg)
+        except BaseException:
+            self.start_requested = self.state is not State.AWAITING_START  # ... and not for one that failed
+            raise
+
+    async def _begin(self, msg: p.SessionStart) -> None:
         msg = self._as_identity(msg)
         persona = self.services.personas.get(msg.character)
         if len(set(msg.cast)) != len(msg.cast) or msg.character in msg.cast:

@@ -240,6 +240,10 @@ async def test_a_connection_that_never_starts_is_closed_and_frees_its_slot(perso
         finally:
             for ws in idle:
                 await ws.close()
+        async with connect(server.url) as failed:  # a start that failed does not hold the slot either
+            await failed.send('{"type": "session.start", "character": "nobody_here"}')
+            codes = [p.parse_server_event(await asyncio.wait_for(failed.recv(), 5)).code for _ in range(2)]  # type: ignore[union-attr]
+            assert codes == ["unknown_character", "start_timeout"]
         async with NpcClient.connect(server.url) as client:  # a player gets in again
             await client.start_session("jin", scene=scene_dict("ramen_shop.json"))
             await asyncio.sleep(0.8)  # past the deadline: a started session is never cut
