@@ -544,6 +544,7 @@ class Session:
         self.memory_summary = ""
         self._persisted = 0  # history entries already written to memory
         self._memory_task: asyncio.Task[None] | None = None
+        self._recall_failed: str | None = None  # the code, when the memory could not be read at the start
 
     # -- output
 
@@ -652,6 +653,14 @@ class Session:
             mood=persona.mood,
             cast=[p.CharacterInfo(id=m.id, name=m.name) for m in cast],
         ))
+        for who in (self, *self.cast.values()):  # after session.ready: the session goes on, without what was remembered
+            if who._recall_failed is not None:
+                name = who.persona.id if who.persona is not None else "the character"
+                await self.emit(p.ErrorEvent(
+                    code="memory_unavailable", retryable=True,
+                    message=f"what {name} remembers of the player could not be read ({who._recall_failed}); "
+                            "the conversation starts fresh and is still saved",
+                ))
 
     async def _check_scene(self, persona: Persona, scene: Scene, player_name: str | None) -> None:
         """A scene too costly for the prompt is refused (``invalid_scene``) before anything uses it."""
@@ -740,6 +749,7 @@ class Session:
             recall = await memory.recall(self.player.id, persona.id)
         except NpcError as exc:
             log.warning("memory unavailable; starting fresh", code=exc.code)
+            self._recall_failed = exc.code
             return
         # facts only: a returning player's earlier turns never come back as the character's lines to copy
         self.memory_summary = remembered(recall, partner_name=self.player.name or self.player.id)

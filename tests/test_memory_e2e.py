@@ -186,3 +186,22 @@ async def test_the_real_model_is_given_what_it_remembers(tmp_path: Path, llama_e
     [request] = engine.requests
     assert "my favourite drink is yuzu soda" in engine.prompt() and request.messages[-1].content == "What is my favourite drink?"
     assert again[0].status == "completed" and (again[0].text.strip() or again[0].actions)
+
+
+async def test_a_memory_that_cannot_be_read_at_the_start_is_said(tmp_path: Path) -> None:
+    """The database is garbage when a player starts a session: session.ready comes as usual, then a retryable,
+    non-fatal memory_unavailable (the conversation starts fresh), and the turn still works."""
+    db = tmp_path / "memory.sqlite3"
+    async with running(FakeLLM(["Hello Kai."]), db) as server:
+        await say(server.url, "kai", "jin", ["My name is Kai."])
+        await idle(server)
+        garbage = tmp_path / "garbage"
+        garbage.write_bytes(b"this is not a database" * 100)
+        garbage.replace(db)  # replaced under the running server by something unreadable
+        async with NpcClient.connect(server.url) as client:
+            await client.start_session("jin", scene=scene_dict("ramen_shop.json"), player_id="kai", player_name="Kai")
+            error = await client.recv(timeout=10)
+            assert isinstance(error, p.ErrorEvent) and error.code == "memory_unavailable", error
+            assert error.retryable and not error.fatal and error.response_id is None and "Kai" not in error.message
+            ends = [e async for e in client.say("Hello?")]
+            assert isinstance(ends[-1], p.ResponseEnd) and ends[-1].status == "completed"
