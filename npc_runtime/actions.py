@@ -111,14 +111,6 @@ class Targets:
     def any(self) -> tuple[str, ...]:
         return self.objects + self.locations + self.characters
 
-    @property
-    def move_targets(self) -> tuple[str, ...]:
-        return self.any
-
-    @property
-    def recipients(self) -> tuple[str, ...]:
-        return self.characters
-
     def choices(self, arg: VerbArg) -> tuple[str, ...]:
         """What ``arg`` may be: the ids of its type, or its values."""
         if arg.values is not None:

@@ -169,13 +169,19 @@ def _serve(data_dir: Path, env: dict[str, str], args: Sequence[str] = ()) -> Ite
         _wait_ready(server)
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        reader.join(timeout=5)
+        stop_process(proc, reader)
+
+
+def stop_process(proc: subprocess.Popen[str], reader: threading.Thread, *, timeout_s: float = 30.0) -> None:
+    """Stop a server process (SIGTERM, then SIGKILL after ``timeout_s``) and its log reader."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+    reader.join(timeout=5)
+    if proc.stderr is not None:
         proc.stderr.close()
 
 

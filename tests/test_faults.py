@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 from conftest import ROOT, scene_dict
+from live_server import stop_process
 from server_fixture import registry, serving
 from vllm_fixture import free_port
 
@@ -309,14 +310,7 @@ def npc_serve_vllm(vllm_port: int, data_dir: Path) -> Iterator[Process]:
         server.port = int(found.group(1))
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        reader.join(timeout=5)
-        proc.stderr.close()
+        stop_process(proc, reader, timeout_s=20)
 
 
 async def test_vllm_down_at_start_is_said_refused_and_waited_for_until_it_comes_up(tmp_path: Path) -> None:

@@ -76,16 +76,15 @@ def build_action_grammar(
                     kinds.append(rule)
             parts.append(rule)
         lines.append(f"{_verb_rule(verb.name)} ::= {parts[0]}" + "".join(f' {p}' if i == 0 else f' " " {p}' for i, p in enumerate(parts[1:])))
-    choices = {"object": t.objects, "location": t.locations, "recipient": t.characters, "move-target": t.any}
-    for rule in sorted(kinds, key=list(_KIND_ORDER).index):
-        lines.append(f"{rule} ::= " + _alternatives(choices[_KIND_ORDER[rule]]))
+    choices = {"object": t.objects, "move-target": t.any, "recipient": t.characters, "location": t.locations}  # rule order
+    for rule in sorted(kinds, key=list(choices).index):
+        lines.append(f"{rule} ::= " + _alternatives(choices[rule]))
     lines.append(f"text ::= {text_rule}")
     return "\n".join(lines) + "\n"
 
 
 #: GBNF rule of each entity argument type (the built-ins' names of old, so their grammar reads as before).
 _KIND_RULES = {"object": "object", "location": "location", "character": "recipient", "any": "move-target"}
-_KIND_ORDER = {"object": "object", "move-target": "move-target", "recipient": "recipient", "location": "location"}
 
 
 def _verb_rule(name: str) -> str:
