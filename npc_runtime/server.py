@@ -30,6 +30,7 @@ from npc_runtime import protocol as p
 from npc_runtime.access import OPEN, Access, AccessDenied, Identity, is_loopback_host
 from npc_runtime.errors import NpcError, ProtocolError
 from npc_runtime.metrics import CONTENT_TYPE
+from npc_runtime.realtime.endpoint import is_realtime, serve_realtime
 from npc_runtime.session import Services, Session
 
 log = structlog.get_logger(__name__)
@@ -224,6 +225,10 @@ class NpcServer:
         address = _peer(ws)
         self._per_address[address] += 1
         try:
+            if ws.request is not None and is_realtime(ws.request.path):  # the OpenAI-Realtime-compatible endpoint
+                await serve_realtime(ws, self.services, identity, sessions=self.sessions,
+                                     start_timeout_s=self.limits.start_timeout_s)
+                return
             await self._serve_connection(ws, identity)
         finally:
             self._per_address[address] -= 1
