@@ -60,6 +60,10 @@ BETA_NAMES = {
 _BETA_CONTENT = {"output_audio": "audio", "output_text": "text"}
 
 
+class _Refused(Exception):
+    """The native session could not start for this event; the client has been told why."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Out:
     """A Realtime event the adapter queued through the native outbox (kept in order with the session's events)."""
@@ -172,6 +176,8 @@ class RealtimeAdapter:
             event = ev.parse_client_event(frame)
             event_id = event.event_id
             await self._dispatch(event)
+        except _Refused:
+            pass
         except ev.RealtimeError as exc:
             await self._error(exc.message, code=exc.code, type=exc.type, param=exc.param, event_id=exc.event_id or event_id)
         except NpcError as exc:
@@ -281,7 +287,11 @@ class RealtimeAdapter:
         new.vad_extra = td.model_dump(exclude_none=True)
 
     async def _append(self, event: ev.AudioAppend) -> None:
-        pcm = rt_audio.decode_append(event.audio) if event.audio else b""
+        try:
+            pcm = rt_audio.decode_append(event.audio) if event.audio else b""
+        except rt_audio.AudioDecodeError as exc:
+            code = "invalid_base64" if "base64" in str(exc) else "bad_audio"
+            raise ev.RealtimeError(str(exc), code=code, param="audio", event_id=event.event_id) from None
         native = await self._require_native(event)
         if pcm == b"":
             return
@@ -406,8 +416,7 @@ class RealtimeAdapter:
                 raise ev.RealtimeError("no character: connect with ?model=<persona id> or send session.update with "
                                        "session.model (docs/realtime.md)", code="no_session", event_id=event.event_id)
             if not await self._start_native(event.event_id):
-                raise ev.RealtimeError("the session could not start (see the error before this one)", code="no_session",
-                                       event_id=event.event_id)
+                raise _Refused  # the session's own error (unknown_character, not_ready, ...) has been sent
         assert self.native is not None
         return self.native
 
