@@ -133,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--scene", type=Path, help=f"{SCENE_HELP} (default: {DEFAULT_SCENE})")
     be.add_argument("--recording", type=Path, metavar="FILE", help="audio mode: the recording streamed first (default: examples/audio/chopsticks.wav)")
     be.add_argument("--warmup", type=int, default=1, help="uncounted turns per client first (0: measure the cold turn too)")
+    be.add_argument("--protocol", choices=["native", "realtime", "both"], default="native",
+                    help="native (/), realtime (the OpenAI-Realtime-compatible /v1/realtime), or both on the same run, "
+                         "alternating, medians compared (default native)")
+    be.add_argument("--rounds", type=int, default=2, help="--protocol both: native/realtime alternations (default 2)")
     _add_runtime_flags(be)
 
     k = sub.add_parser("check", help="validate persona files (and scenarios/ when it exists)")
@@ -452,7 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         runner = lambda: bench_main(clients=args.clients, turns=args.turns, mode=args.mode, out=args.out,  # noqa: E731
                                     server=args.server, settings=settings, character=args.character, scene=args.scene,
-                                    warmup=args.warmup, recording=args.recording)
+                                    warmup=args.warmup, recording=args.recording, protocol=args.protocol, rounds=args.rounds)
     elif args.command == "simulate":
         from npc_runtime.sim.cli import simulate_main
 

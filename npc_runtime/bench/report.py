@@ -132,3 +132,27 @@ def table(report: dict[str, Any]) -> str:
                  f"(fillers {c['fillers']}, replies capped {c.get('capped', 0)}); "
                  f"status: {c['by_status']}")
     return "\n".join(lines)
+
+
+#: The client-side stages compared between the native protocol and the Realtime endpoint.
+COMPARED = ("transcript", "first_text", "first_audio", "end")
+
+
+def compare(native: dict[str, Any], realtime: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """Per client stage: both medians, and realtime / native (1.0: the same; 1.05: 5% slower through /v1/realtime)."""
+    out: dict[str, dict[str, float | None]] = {}
+    for stage in COMPARED:
+        a = native["stages"]["client"].get(stage, {}).get("p50")
+        b = realtime["stages"]["client"].get(stage, {}).get("p50")
+        if a is None and b is None:
+            continue
+        out[stage] = {"native_p50": a, "realtime_p50": b, "ratio": round(b / a, 3) if a and b is not None else None}
+    return out
+
+
+def comparison_table(comparison: dict[str, dict[str, float | None]]) -> str:
+    lines = [f"{'client stage p50':20s} {'native':>8s} {'realtime':>9s} {'ratio':>7s}"]
+    for stage, c in comparison.items():
+        ratio = f"{c['ratio']:7.3f}" if c["ratio"] is not None else f"{'-':>7s}"
+        lines.append(f"{stage:20s} {_fmt(c['native_p50'])} {_fmt(c['realtime_p50']):>9s} {ratio}")
+    return "\n".join(lines)

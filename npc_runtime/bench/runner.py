@@ -15,6 +15,7 @@ from npc_runtime.bench import report as rep
 from npc_runtime.bench.driver import LoadPlan, Mode, TurnRow, run_client
 from npc_runtime.bench.lines import TEXT_LINES, WARMUP_LINE, default_scene, load_utterances
 from npc_runtime.bench.plot import write_plot
+from npc_runtime.bench.realtime import Protocol
 from npc_runtime.scene_files import load_scene
 from npc_runtime.settings import Settings
 
@@ -44,14 +45,19 @@ async def _target(server: str | None, settings: Settings) -> AsyncIterator[str]:
         await runtime.aclose()
 
 
-async def run_load(plan: LoadPlan, *, progress: bool = True) -> tuple[list[TurnRow], dict[str, Any]]:
+async def run_load(plan: LoadPlan, *, progress: bool = True, protocol: Protocol = "native") -> tuple[list[TurnRow], dict[str, Any]]:
     """Run every client at once; returns the measured rows and what the server said of itself
-    (the first ``session.ready``). Shows a tqdm bar on stderr (when it is a terminal)."""
+    (the first ``session.ready``). Shows a tqdm bar on stderr (when it is a terminal). ``protocol``: the native
+    protocol at ``/``, or the OpenAI-Realtime-compatible endpoint at ``/v1/realtime``."""
     from tqdm import tqdm
+
+    from npc_runtime.bench.realtime import run_realtime_client
+
+    client = run_realtime_client if protocol == "realtime" else run_client
 
     rows: list[TurnRow] = []
     server: dict[str, Any] = {}
-    with tqdm(total=plan.clients * plan.turns, desc=f"bench {plan.mode}", unit="turn", file=sys.stderr,
+    with tqdm(total=plan.clients * plan.turns, desc=f"bench {plan.mode} {protocol}", unit="turn", file=sys.stderr,
               disable=None if progress else True, leave=False) as bar:
 
         def record(row: TurnRow) -> None:
@@ -68,23 +74,27 @@ async def run_load(plan: LoadPlan, *, progress: bool = True) -> tuple[list[TurnR
 
         async with asyncio.TaskGroup() as group:
             for i in range(plan.clients):
-                group.create_task(run_client(i, plan, record, ready), name=f"bench-client-{i}")
+                group.create_task(client(i, plan, record, ready), name=f"bench-client-{i}")
     return rows, server
 
 
 async def bench_main(*, clients: int, turns: int, mode: Mode, out: Path, server: str | None, settings: Settings,
                      character: str = "jin", scene: Path | None = None, warmup: int = 1, seed: int = 1,
-                     turn_timeout: float = 120.0, recording: Path | None = None) -> int:
+                     turn_timeout: float = 120.0, recording: Path | None = None, protocol: str = "native", rounds: int = 2) -> int:
     """Run the bench; write ``out/bench.json`` and ``out/bench.png``; print the summary table.
 
     ``server``: a ``ws://`` URL, or None to start the runtime in-process from ``settings``. ``scene``: a
     JSON file or a shipped scene's name (default: the ramen shop). ``recording``: audio mode's first
     utterance (default: the shipped sample).
     Returns 0 when at least one turn was answered, 1 when none was, 2 on bad arguments.
-    Refusals (``busy``), errors and timeouts are counted, never fatal.
+    Refusals (``busy``), errors and timeouts are counted, never fatal. ``protocol``: ``native`` (``/``),
+    ``realtime`` (``/v1/realtime``), or ``both``: the two on the same server in the same run, alternating in
+    ``rounds`` (each a native then a realtime load of ``turns`` turns per client), one report each and their
+    medians compared (``bench.json`` ``comparison``; the plot is the realtime one, ``bench-native.png`` the native).
     """
-    if clients < 1 or turns < 1 or warmup < 0 or mode not in ("text", "audio"):
-        print("npc bench: --clients and --turns must be at least 1, --mode text or audio", file=sys.stderr)
+    if clients < 1 or turns < 1 or warmup < 0 or mode not in ("text", "audio") or protocol not in ("native", "realtime", "both") or rounds < 1:
+        print("npc bench: --clients, --turns and --rounds must be at least 1, --mode text or audio, --protocol native, "
+              "realtime or both", file=sys.stderr)
         return 2
     try:
         scene_dict = load_scene(scene) if scene is not None else default_scene()
@@ -100,6 +110,7 @@ async def bench_main(*, clients: int, turns: int, mode: Mode, out: Path, server:
     else:
         warm_line, plan_lines = WARMUP_LINE, TEXT_LINES
     config: dict[str, Any] = {
+        "protocol": protocol, **({"rounds": rounds} if protocol == "both" else {}),
         "clients": clients, "turns": turns, "mode": mode, "warmup": warmup, "seed": seed, "character": character,
         "scene": scene_dict.get("name"), "server": server or "in-process", "turn_timeout_s": turn_timeout,
         "lines": [getattr(x, "name", x) for x in plan_lines],
@@ -109,11 +120,29 @@ async def bench_main(*, clients: int, turns: int, mode: Mode, out: Path, server:
     async with _target(server, settings) as url:
         plan = LoadPlan(url=url, mode=mode, clients=clients, turns=turns, warmup=warmup, character=character,
                         scene=scene_dict, seed=seed, lines=plan_lines, warmup_line=warm_line, turn_timeout=turn_timeout)
-        rows, server_info = await run_load(plan)
-    report = rep.build(config, server_info, rows)
+        if protocol == "both":
+            phases: dict[str, list[TurnRow]] = {"native": [], "realtime": []}
+            server_info: dict[str, Any] = {}
+            for _ in range(rounds):
+                for name in ("native", "realtime"):
+                    rows, info = await run_load(plan, protocol=name)  # type: ignore[arg-type]
+                    phases[name] += rows
+                    server_info = server_info or info
+        else:
+            rows, server_info = await run_load(plan, protocol=protocol)  # type: ignore[arg-type]
     out.mkdir(parents=True, exist_ok=True)
+    if protocol == "both":
+        reports = {name: rep.build({**config, "protocol": name}, server_info, rows) for name, rows in phases.items()}
+        report = {**reports["realtime"], "config": config, "native": reports["native"], "realtime": {k: v for k, v in reports["realtime"].items() if k != "rows"},
+                  "comparison": rep.compare(reports["native"], reports["realtime"])}
+        await asyncio.to_thread(write_plot, reports["native"], out / "bench-native.png")
+        print("native (/):\n" + rep.table(reports["native"]) + "\n\nrealtime (/v1/realtime):")
+    else:
+        report = rep.build(config, server_info, rows)
     (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     await asyncio.to_thread(write_plot, report, out / "bench.png")
     print(rep.table(report))
+    if protocol == "both":
+        print("\n" + rep.comparison_table(report["comparison"]))
     print(f"wrote {out / 'bench.json'} and {out / 'bench.png'}")
     return 0 if report["throughput"]["answered"] else 1
