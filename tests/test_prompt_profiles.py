@@ -12,7 +12,7 @@ from conftest import CHARACTERS, EVAL_DIR
 from pydantic import ValidationError
 
 from npc_runtime.actions import parse_action
-from npc_runtime.dialogue.history import shape_history
+from npc_runtime.dialogue.history import BLOCK, shape_history
 from npc_runtime.dialogue.prompt import (
     PROFILES,
     HistoryEntry,
@@ -163,7 +163,7 @@ def test_only_the_last_replies_stay_as_turns_and_older_ones_become_facts() -> No
         HistoryEntry("player", "The sake then."),
         HistoryEntry("character", "Here. [give sake_bottle player]"),
     ]
-    earlier, kept = shape_history(history, replies=2, partner_name="Kai")
+    earlier, kept = shape_history(history, replies=2, partner_name="Kai", block=1)  # the cut at every turn
     assert earlier == ['Kai said: "My name is Kai and I\'m a courier."', "you gave menu", 'Kai asked: "Hand me the chopsticks."']
     assert [e.kind for e in kept] == ["player", "character", "player", "character"]
     said = [e.text for e in kept if e.kind == "character"]
@@ -175,14 +175,16 @@ def test_only_the_last_replies_stay_as_turns_and_older_ones_become_facts() -> No
 
 def test_the_prompt_holds_few_of_the_characters_replies(jin: Persona) -> None:
     history = []
-    for i in range(8):
+    for i in range(12):
         history += [HistoryEntry("player", f"Tell me about bowl {i}."), HistoryEntry("character", f"Bowl {i} is good.")]
     for profile, replies in (("compact", 2), ("tuned", 2), ("full", 6)):
         messages, n = _render(jin, _scene("ramen_shop.json"), profile, history=history)
         tail = messages[n:]
-        assert sum(m.role == "assistant" for m in tail) == replies, profile
+        shown = sum(m.role == "assistant" for m in tail)
+        assert replies <= shown < replies + BLOCK, profile  # the window moves BLOCK replies at a time
         assert tail[0].role == "system" and tail[0].content.startswith("Earlier in this conversation:")
-        assert 'Kai said: "Tell me about bowl 0."' in tail[0].content and "Bowl 0 is good" not in tail[0].content
+        folded = 11 - shown  # the newest reply no longer shown
+        assert f'Kai said: "Tell me about bowl {folded}."' in tail[0].content and "is good" not in tail[0].content
 
 
 def test_compact_remembers_only_what_the_player_said_about_themselves(jin: Persona) -> None:
