@@ -39,6 +39,8 @@ def _add_runtime_flags(ap: argparse.ArgumentParser) -> None:
     _add_store_flags(g)
     g.add_argument("--no-rag", action="store_true", help="do not retrieve knowledge passages")
     g.add_argument("--no-memory", action="store_true", help="do not remember conversations")
+    g.add_argument("--memory-url", metavar="URL", help="memory in PostgreSQL (postgresql://user@host:port/db; or NPC_MEMORY_URL), "
+                                                        "shared by every server given it (default: SQLite in --data-dir)")
 
 
 def _add_store_flags(g: Any) -> None:
@@ -55,7 +57,7 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
         "vllm_url": args.vllm_url, "vllm_model": args.vllm_model, "prompt_profile": args.prompt_profile, "tts": args.tts, "tts_voice": args.tts_voice,
         "asr": args.asr, "knowledge_dir": args.knowledge, "data_dir": args.data_dir, "chroma_url": args.chroma_url,
         "rag": False if getattr(args, "no_rag", False) else None, "memory": False if getattr(args, "no_memory", False) else None,
-        "log_format": args.log_format, "log_level": args.log_level,
+        "log_format": args.log_format, "log_level": args.log_level, "memory_url": getattr(args, "memory_url", None),
         "host": getattr(args, "host", None), "port": getattr(args, "port", None),
     }
     for name in ("auth_secret_file", "api_key_file", "auth_audience", "allow_origin", "insecure", "start_timeout_s", "max_per_address"):
@@ -109,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     mem.add_argument("player", help="player id (or a character id, for what another character heard)")
     mem.add_argument("character", nargs="?", help="only with this character")
     mem.add_argument("--data-dir", type=Path, metavar="DIR", help="where the memory lives (default: .npc-data)")
+    mem.add_argument("--memory-url", metavar="URL", help="the PostgreSQL database the servers keep memory in (or NPC_MEMORY_URL)")
     mem.add_argument("--all", action="store_true", help="show: every entry, also those folded into the summary")
 
     sim = sub.add_parser("simulate", help="run an NPC-to-NPC training scenario (scenarios/*.yaml), scored by an LLM judge")
@@ -445,8 +448,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "memory":
         from npc_runtime.memory.cli import memory_main
 
-        st = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
+        try:
+            st = Settings(**{k: v for k, v in {"data_dir": args.data_dir, "memory_url": args.memory_url}.items() if v is not None})
+        except ValueError as exc:  # pydantic's ValidationError: a --memory-url that is no postgresql:// URL
+            print(f"npc memory: {exc}", file=sys.stderr)
+            return 2
         npc_log.configure(level="warning", fmt=st.log_format)
+        if st.memory_url:
+            return memory_main(args.action, args.player, args.character, url=st.memory_url, all_entries=args.all)
         return memory_main(args.action, args.player, args.character, path=st.data_dir / "memory.sqlite3", all_entries=args.all)
     quiet = args.command in ("say", "chat", "simulate", "bench")
     settings = _settings(args, **({"log_level": args.log_level or "warning"} if quiet else {}))

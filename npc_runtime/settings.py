@@ -59,7 +59,11 @@ class Settings(BaseSettings):
     retrieval_k: int = Field(default=3, ge=1, le=20, description="Passages given to the model per turn.")
     retrieval_budget_ms: float = Field(default=150.0, gt=0, description="Time allowed for retrieval; a late retrieval gives no passages.")
     knowledge_poll_s: float = Field(default=2.0, gt=0, description="How often knowledge folders are checked for changed files.")
-    memory: bool = Field(default=True, description="Remember conversations per player and character (SQLite in data_dir).")
+    memory: bool = Field(default=True, description="Remember conversations per player and character (SQLite in data_dir, or memory_url).")
+    memory_url: str | None = Field(
+        default=None, pattern=r"^postgres(ql)?://",
+        description="A PostgreSQL database for memory (postgresql://user:password@host:port/db), shared by every server "
+                    "given the same URL, instead of the SQLite file in data_dir (docs/deploy.md).")
     memory_keep_recent: int = Field(default=16, ge=2, le=200, description="Turns kept verbatim; older ones are folded into a summary.")
 
     first_audio_budget_ms: int = Field(default=1500, ge=100, description="Target time to first audio per turn (personas may set their own); a turn about to miss it plays a filler.")

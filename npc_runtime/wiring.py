@@ -25,7 +25,7 @@ from npc_runtime.tts.filler import FillerCache
 
 if TYPE_CHECKING:
     from npc_runtime.knowledge.base import KnowledgeBase
-    from npc_runtime.memory import MemoryStore
+    from npc_runtime.memory import Memory
 
 log = structlog.get_logger(__name__)
 
@@ -57,9 +57,14 @@ def build_knowledge(settings: Settings) -> "KnowledgeBase | None":
     return KnowledgeBase(settings.knowledge_dir, store, MiniLMEmbedder(), poll_s=settings.knowledge_poll_s)
 
 
-def build_memory(settings: Settings) -> "MemoryStore | None":
+def build_memory(settings: Settings) -> "Memory | None":
+    """Memory in PostgreSQL (``memory_url``: shared by every server given it), else in SQLite in ``data_dir``."""
     if not settings.memory:
         return None
+    if settings.memory_url:
+        from npc_runtime.memory.postgres import PostgresMemoryStore
+
+        return PostgresMemoryStore(settings.memory_url, keep_recent=settings.memory_keep_recent)
     from npc_runtime.memory import MemoryStore
 
     return MemoryStore(settings.data_dir / "memory.sqlite3", keep_recent=settings.memory_keep_recent)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Sets everything up (the runtime's .venv, vLLM's own environment with its converted model, and the
-# toolchains of the game-engine client tests)
+# Sets everything up (the runtime's .venv, vLLM's own environment with its converted model, the
+# toolchains of the game-engine client tests, and PostgreSQL and HAProxy for the memory and deployment tests)
 # and runs the whole test suite. Extra arguments go to pytest (e.g. -k grammar, -m "not vllm").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +8,10 @@ scripts/setup.sh
 if [ "${NPC_SKIP_CLIENTS:-0}" != "1" ]; then
   scripts/setup_clients.sh      # mono (Unity client), g++ (Unreal core), chromium (browser demo)
   export NPC_REQUIRE_CLIENTS=1
+fi
+if [ "${NPC_SKIP_SERVICES:-0}" != "1" ]; then
+  scripts/setup_services.sh     # PostgreSQL (shared memory), HAProxy (two servers behind a balancer)
+  export NPC_REQUIRE_SERVICES=1
 fi
 if [ "${NPC_SKIP_VLLM:-0}" != "1" ]; then
   scripts/setup_vllm.sh

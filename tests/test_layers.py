@@ -14,6 +14,7 @@ OWNERS = {
     "httpx": {"llm/vllm.py"},
     "websockets": {"server.py", "client.py"},
     "chromadb": {"knowledge/store.py"},
+    "asyncpg": {"memory/postgres.py"},
     "sentence_transformers": {"knowledge/embed.py"},
     "transformers": {"knowledge/embed.py"},
     "faster_whisper": {"asr/whisper.py", "asr/vad.py", "asr/resample.py"},  # vad: the model file's path; resample: file decoding

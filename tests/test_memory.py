@@ -1,19 +1,28 @@
-"""Conversation memory (npc_runtime.memory): the SQLite store, the extractive summarizer, `npc memory`.
+"""Conversation memory (npc_runtime.memory): the stores, the extractive summarizer, `npc memory`.
 
-Real sqlite3 files under tmp_path; no model."""
+The store's behaviour is tested on both backends (the ``make`` and ``store`` fixtures: real sqlite3 files under
+tmp_path, and a real PostgreSQL server started for the run, a new database per test: tests/pg_fixture.py);
+SQLite's own failures (a locked, deleted, replaced or garbage file) below; PostgreSQL's in test_memory_postgres.py.
+No model."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
+from pg_fixture import postgres  # noqa: F401  (fixture)
 
 from npc_runtime.errors import NpcError
-from npc_runtime.memory import ExtractiveSummarizer, MemoryEntry, MemoryStore, Recall
+from npc_runtime.memory import ExtractiveSummarizer, Memory, MemoryEntry, MemoryStore, Recall
 from npc_runtime.memory.cli import memory_main
+from npc_runtime.memory.postgres import PostgresMemoryStore
+
+#: make(**options) -> a store on this test's database (the same database at every call: a restart)
+Make = Callable[..., Memory]
 
 SELF_STATEMENT = "My name is Kai and I'm allergic to eggs."
 
@@ -27,9 +36,27 @@ def texts(recall: Recall) -> list[str]:
     return [e.text for e in recall.recent]
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """Where this test's memory lives: ``{"path": ...}`` (SQLite) or ``{"url": ...}`` (a new PostgreSQL database)."""
+    if request.param == "sqlite":
+        return {"path": tmp_path / "memory.db"}
+    return {"url": request.getfixturevalue("postgres").new_database()}
+
+
 @pytest.fixture
-async def store(tmp_path: Path):
-    s = MemoryStore(tmp_path / "memory.db", keep_recent=4)
+def make(backend: dict[str, Any]) -> Make:
+    def store(**options: Any) -> Memory:
+        if "url" in backend:
+            return PostgresMemoryStore(backend["url"], **options)
+        return MemoryStore(backend["path"], **options)
+
+    return store
+
+
+@pytest.fixture
+async def store(make: Make):
+    s = make(keep_recent=4)
     await s.open()
     try:
         yield s
@@ -114,7 +141,7 @@ def test_remembered_is_facts_never_the_characters_own_lines() -> None:
 
 # -- the store
 
-async def test_append_and_recall_in_order(store: MemoryStore) -> None:
+async def test_append_and_recall_in_order(store: Memory) -> None:
     assert await store.recall("kai", "jin") == Recall("", (), 0)
     await store.append("kai", "jin", lines(3, at=1000.0))
     recall = await store.recall("kai", "jin")
@@ -122,15 +149,15 @@ async def test_append_and_recall_in_order(store: MemoryStore) -> None:
     assert [e.kind for e in recall.recent] == ["player", "character", "player"]
 
 
-async def test_entries_without_a_time_are_stamped(tmp_path: Path) -> None:
-    s = MemoryStore(tmp_path / "m.db", clock=lambda: 1234.5)
+async def test_entries_without_a_time_are_stamped(make: Make) -> None:
+    s = make(clock=lambda: 1234.5)
     await s.open()
     await s.append("kai", "jin", [MemoryEntry("player", "hi"), MemoryEntry("event", "bell", 99.0)])
     assert [e.at for e in (await s.recall("kai", "jin")).recent] == [1234.5, 99.0]
     await s.aclose()
 
 
-async def test_keep_recent_and_folding_into_the_summary(store: MemoryStore) -> None:
+async def test_keep_recent_and_folding_into_the_summary(store: Memory) -> None:
     await store.append("kai", "jin", [MemoryEntry("player", SELF_STATEMENT), MemoryEntry("character", "[give ramen_bowl player] Enjoy.")])
     await store.append("kai", "jin", lines(3))
     recall = await store.recall("kai", "jin")
@@ -145,8 +172,8 @@ async def test_keep_recent_and_folding_into_the_summary(store: MemoryStore) -> N
     assert len(await store.history("kai", "jin")) == 9  # folded entries stay in the table
 
 
-async def test_summary_length_is_capped(tmp_path: Path) -> None:
-    s = MemoryStore(tmp_path / "m.db", keep_recent=2, summarizer=ExtractiveSummarizer(max_chars=200))
+async def test_summary_length_is_capped(make: Make) -> None:
+    s = make(keep_recent=2, summarizer=ExtractiveSummarizer(max_chars=200))
     await s.open()
     for i in range(40):
         await s.append("kai", "jin", [MemoryEntry("player", f"My lucky number is {i}."), MemoryEntry("character", "Nice.")])
@@ -157,14 +184,14 @@ async def test_summary_length_is_capped(tmp_path: Path) -> None:
     await s.aclose()
 
 
-async def test_names_for_the_summarizer(tmp_path: Path) -> None:
+async def test_names_for_the_summarizer(make: Make) -> None:
     seen: list[tuple[str, str]] = []
 
     async def summarize(previous: str, entries: Sequence[MemoryEntry], *, character_name: str, partner_name: str) -> str:
         seen.append((character_name, partner_name))
         return "s"
 
-    s = MemoryStore(tmp_path / "m.db", keep_recent=1, summarizer=summarize)
+    s = make(keep_recent=1, summarizer=summarize)
     await s.open()
     await s.append("p1", "jin", lines(2))
     await s.append("p1", "jin", lines(1), partner_name="Kai", character_name="Jin")
@@ -172,16 +199,15 @@ async def test_names_for_the_summarizer(tmp_path: Path) -> None:
     await s.aclose()
 
 
-async def test_memory_survives_a_restart(tmp_path: Path) -> None:
-    path = tmp_path / "memory.db"
-    first = MemoryStore(path, keep_recent=3)
+async def test_memory_survives_a_restart(make: Make) -> None:
+    first = make(keep_recent=3)
     await first.open()
     await first.append("kai", "jin", [MemoryEntry("player", SELF_STATEMENT, 1.0), *lines(5, at=2.0)])
     before = await first.recall("kai", "jin")
     await first.aclose()
     assert "allergic to eggs" in before.summary
 
-    second = MemoryStore(path, keep_recent=3)
+    second = make(keep_recent=3)
     await second.open()
     assert await second.recall("kai", "jin") == before
     await second.append("kai", "jin", lines(1, start=5, at=3.0))
@@ -189,7 +215,7 @@ async def test_memory_survives_a_restart(tmp_path: Path) -> None:
     await second.aclose()
 
 
-async def test_pairs_are_separate_and_forget(store: MemoryStore) -> None:
+async def test_pairs_are_separate_and_forget(store: Memory) -> None:
     await store.append("kai", "jin", [MemoryEntry("player", "I talk to jin"), *lines(5)])
     await store.append("kai", "nova", [MemoryEntry("player", "to nova")])
     await store.append("nova", "jin", [MemoryEntry("player", "nova to jin")])  # NPC-to-NPC: jin heard nova
@@ -210,9 +236,9 @@ async def test_pairs_are_separate_and_forget(store: MemoryStore) -> None:
     assert await store.forget("nobody") == 0
 
 
-async def test_a_failing_summarizer_loses_nothing(tmp_path: Path) -> None:
+async def test_a_failing_summarizer_loses_nothing(make: Make) -> None:
     summarizer = Recording()
-    s = MemoryStore(tmp_path / "m.db", keep_recent=2, summarizer=summarizer)
+    s = make(keep_recent=2, summarizer=summarizer)
     await s.open()
     summarizer.fail = True
     with structlog.testing.capture_logs() as logs:
@@ -230,14 +256,14 @@ async def test_a_failing_summarizer_loses_nothing(tmp_path: Path) -> None:
     await s.aclose()
 
 
-async def test_a_forget_during_summarizing_is_not_undone(tmp_path: Path) -> None:
+async def test_a_forget_during_summarizing_is_not_undone(make: Make) -> None:
     gate = asyncio.Event()
 
     async def slow(previous: str, entries: Sequence[MemoryEntry], *, character_name: str, partner_name: str) -> str:
         await gate.wait()
         return "stale"
 
-    s = MemoryStore(tmp_path / "m.db", keep_recent=1, summarizer=slow)
+    s = make(keep_recent=1, summarizer=slow)
     await s.open()
     task = asyncio.create_task(s.append("kai", "jin", lines(3)), name="append")
     while (await s.recall("kai", "jin")).total < 3:
@@ -249,9 +275,9 @@ async def test_a_forget_during_summarizing_is_not_undone(tmp_path: Path) -> None
     await s.aclose()
 
 
-async def test_concurrent_appends_keep_every_entry(tmp_path: Path) -> None:
+async def test_concurrent_appends_keep_every_entry(make: Make) -> None:
     summarizer = Recording()
-    s = MemoryStore(tmp_path / "m.db", keep_recent=3, summarizer=summarizer)
+    s = make(keep_recent=3, summarizer=summarizer)
     await s.open()
 
     async def writer(name: str) -> None:
@@ -295,8 +321,8 @@ async def test_a_directory_at_the_path_is_memory_unavailable(tmp_path: Path) -> 
     await s.aclose()
 
 
-async def test_use_before_open_and_after_close(tmp_path: Path) -> None:
-    s = MemoryStore(tmp_path / "m.db")
+async def test_use_before_open_and_after_close(make: Make) -> None:
+    s = make()
     with pytest.raises(NpcError) as info:
         await s.recall("kai", "jin")
     assert info.value.code == "memory_unavailable"
@@ -307,15 +333,14 @@ async def test_use_before_open_and_after_close(tmp_path: Path) -> None:
     assert info.value.code == "memory_unavailable"
 
 
-async def test_unknown_kind_is_refused(store: MemoryStore) -> None:
+async def test_unknown_kind_is_refused(store: Memory) -> None:
     with pytest.raises(ValueError):
         await store.append("kai", "jin", [MemoryEntry("narrator", "x")])  # type: ignore[arg-type]
 
 
 # -- npc memory show|forget
 
-async def _fill(path: Path) -> None:
-    s = MemoryStore(path, keep_recent=3)
+async def _fill(s: Memory) -> None:
     await s.open()
     await s.append("kai", "jin", [MemoryEntry("player", SELF_STATEMENT, 1.0), MemoryEntry("character", "Noted. [give water player]", 2.0),
                                   MemoryEntry("event", "the bell rings", 3.0), MemoryEntry("player", "hello", 4.0)])
@@ -324,10 +349,10 @@ async def _fill(path: Path) -> None:
     await s.aclose()
 
 
-def test_memory_main_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = tmp_path / "memory.db"
-    asyncio.run(_fill(path))
-    assert memory_main("show", "kai", None, path=path) == 0
+def test_memory_main_show(make: Make, backend: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    asyncio.run(_fill(make(keep_recent=3)))
+    capsys.readouterr()  # what filling logged
+    assert memory_main("show", "kai", None, **backend) == 0
     out = capsys.readouterr().out
     assert "jin remembers kai: 4 entries" in out and "nova remembers kai: 1 entry" in out
     assert 'kai said: "My name is Kai' in out  # the summary
@@ -336,27 +361,27 @@ def test_memory_main_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "player> hi nova" in out and "nova here" not in out
     assert out.index("jin> Noted") < out.index("(event) the bell") < out.index("player> hello")
 
-    assert memory_main("show", "kai", "nova", path=path) == 0
+    assert memory_main("show", "kai", "nova", **backend) == 0
     out = capsys.readouterr().out
     assert "hi nova" in out and "jin" not in out
 
-    assert memory_main("show", "kai", "jin", path=path, all_entries=True) == 0
+    assert memory_main("show", "kai", "jin", **backend, all_entries=True) == 0
     assert f"player> {SELF_STATEMENT}" in capsys.readouterr().out
 
-    assert memory_main("show", "zed", None, path=path) == 0
+    assert memory_main("show", "zed", None, **backend) == 0
     assert capsys.readouterr().out.strip() == "nothing remembered for zed"
 
 
-def test_memory_main_forget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = tmp_path / "memory.db"
-    asyncio.run(_fill(path))
-    assert memory_main("forget", "kai", "jin", path=path) == 0
+def test_memory_main_forget(make: Make, backend: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    asyncio.run(_fill(make(keep_recent=3)))
+    capsys.readouterr()  # what filling logged
+    assert memory_main("forget", "kai", "jin", **backend) == 0
     assert capsys.readouterr().out.strip() == "forgot 4 entries of kai by jin"
-    assert memory_main("forget", "kai", None, path=path) == 0
+    assert memory_main("forget", "kai", None, **backend) == 0
     assert capsys.readouterr().out.strip() == "forgot 1 entry of kai"
-    assert memory_main("show", "kai", None, path=path) == 0
+    assert memory_main("show", "kai", None, **backend) == 0
     assert capsys.readouterr().out.strip() == "nothing remembered for kai"
-    assert memory_main("show", "nova", None, path=path) == 0
+    assert memory_main("show", "nova", None, **backend) == 0
     assert "player> nova here" in capsys.readouterr().out
 
 
@@ -470,8 +495,8 @@ async def test_pending_entries_are_bounded_and_written_or_reported_at_close(tmp_
         [("memory entries lost: the database failed until the store closed", 1)]
 
 
-async def test_a_cancelled_append_is_written_once(tmp_path: Path) -> None:
-    s = MemoryStore(tmp_path / "m.db", keep_recent=50)
+async def test_a_cancelled_append_is_written_once(make: Make) -> None:
+    s = make(keep_recent=50)
     await s.open()
     task = asyncio.create_task(s.append("kai", "jin", lines(2)), name="append")
     await asyncio.sleep(0)  # the write has started

@@ -1,4 +1,6 @@
-"""Conversation memory per (partner, character), kept in SQLite across server restarts.
+"""Conversation memory per (partner, character), kept across server restarts: in SQLite (one server,
+:class:`MemoryStore`, the default) or PostgreSQL (shared by several servers: ``memory.postgres.PostgresMemoryStore``,
+imported only when used); both are a :class:`Memory`, with the same behaviour.
 
 ``partner`` is the player id, or, in an NPC-to-NPC conversation, the other character's id: what
 a character hears goes into *its* memory only, under the speaker as partner. :meth:`MemoryStore.recall`
@@ -13,8 +15,9 @@ mirrors ``dialogue.prompt.HistoryEntry`` plus a time.
 
 from __future__ import annotations
 
+from npc_runtime.memory.base import Memory
 from npc_runtime.memory.records import KINDS, MemoryEntry, Recall, Summarizer
 from npc_runtime.memory.store import MemoryStore
 from npc_runtime.memory.summary import ExtractiveSummarizer, remembered, statements
 
-__all__ = ["KINDS", "ExtractiveSummarizer", "MemoryEntry", "MemoryStore", "Recall", "Summarizer", "remembered", "statements"]
+__all__ = ["KINDS", "ExtractiveSummarizer", "Memory", "MemoryEntry", "MemoryStore", "Recall", "Summarizer", "remembered", "statements"]

@@ -9,32 +9,45 @@ from pathlib import Path
 from typing import Literal
 
 from npc_runtime.errors import NpcError
+from npc_runtime.memory.base import Memory
 from npc_runtime.memory.records import MemoryEntry
 from npc_runtime.memory.store import MemoryStore
 
 
-def memory_main(action: Literal["show", "forget"], partner: str, character: str | None, *, path: Path,
-                all_entries: bool = False) -> int:
-    """Run one memory command on the database at ``path``; return the exit status.
+def memory_main(action: Literal["show", "forget"], partner: str, character: str | None, *, path: Path | None = None,
+                url: str | None = None, all_entries: bool = False) -> int:
+    """Run one memory command on the SQLite database at ``path``, or the PostgreSQL database at ``url``; return
+    the exit status.
 
     ``show`` prints, per character, the summary and the recent entries (every entry with
     ``all_entries``); ``forget`` deletes the partner's memory (of ``character`` only, when given).
-    A database that cannot be opened is a one-line error and status 1. A missing file is
+    A database that cannot be opened or reached is a one-line error and status 1. A missing SQLite file is
     nothing remembered: it is not created."""
     if action not in ("show", "forget"):
         raise ValueError(f"unknown memory action {action!r}")
+    if (path is None) == (url is None):
+        raise ValueError("give the SQLite path or the PostgreSQL URL")
     try:
-        return asyncio.run(_memory(action, partner, character, Path(path), all_entries=all_entries))
+        return asyncio.run(_memory(action, partner, character, None if path is None else Path(path), url,
+                                   all_entries=all_entries))
     except NpcError as exc:
         print(f"npc memory: {exc.message}", file=sys.stderr)
         return 1
 
 
-async def _memory(action: str, partner: str, character: str | None, path: Path, *, all_entries: bool) -> int:
-    if not path.exists():
-        print(f"nothing remembered for {partner}" if action == "show" else f"forgot 0 entries of {partner}")
-        return 0
-    store = MemoryStore(path)
+async def _memory(action: str, partner: str, character: str | None, path: Path | None, url: str | None, *,
+                  all_entries: bool) -> int:
+    store: Memory
+    if url is not None:
+        from npc_runtime.memory.postgres import PostgresMemoryStore  # noqa: PLC0415 - asyncpg only for a PostgreSQL URL
+
+        store = PostgresMemoryStore(url, pool_size=1, write_attempts=1)
+    else:
+        assert path is not None
+        if not path.exists():
+            print(f"nothing remembered for {partner}" if action == "show" else f"forgot 0 entries of {partner}")
+            return 0
+        store = MemoryStore(path)
     await store.open()
     try:
         pairs = await store.partners(character, partner=partner)
@@ -56,7 +69,7 @@ async def _memory(action: str, partner: str, character: str | None, path: Path, 
         await store.aclose()
 
 
-async def _show_pair(store: MemoryStore, partner: str, character: str, *, all_entries: bool) -> None:
+async def _show_pair(store: Memory, partner: str, character: str, *, all_entries: bool) -> None:
     recall = await store.recall(partner, character)
     shown = await store.history(partner, character) if all_entries else recall.recent
     print(f"{character} remembers {partner}: {recall.total} {'entry' if recall.total == 1 else 'entries'}")

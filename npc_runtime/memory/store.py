@@ -18,11 +18,12 @@ is logged and never raised: memory must not fail a turn.
 
 Nothing is dropped without a word:
 
-* a write is tried ``write_attempts`` times (``retry_delay_s``, doubling, between tries). Entries
-  that still could not be written stay *pending* (in order, all pairs, at most ``max_pending``: past
-  that the oldest are dropped with an error log) and go into the database before the next append's
-  own, and :meth:`MemoryStore.append` raises (the caller tells its client); :meth:`MemoryStore.aclose`
-  tries them once more and logs what is lost;
+* retries, pending entries and what closing does with them are :class:`~npc_runtime.memory.base.Memory`'s,
+  the same for every backend: a write is tried ``write_attempts`` times (``retry_delay_s``, doubling, between
+  tries). Entries that still could not be written stay *pending* (in order, all pairs, at most ``max_pending``:
+  past that the oldest are dropped with an error log) and go into the database before the next append's own,
+  and :meth:`MemoryStore.append` raises (the caller tells its client); :meth:`MemoryStore.aclose` tries them
+  once more and logs what is lost;
 * before every database call the file at ``path`` is compared (device and inode) with the one the
   connection has open: a database deleted or replaced under a running server is noticed, the old
   connection is closed and the file at the path is opened (created, with the schema) again, with a
@@ -31,22 +32,19 @@ Nothing is dropped without a word:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
 
 from npc_runtime.engine_thread import EngineThread
-from npc_runtime.errors import NpcError
-from npc_runtime.memory.records import KINDS, MemoryEntry, Recall, Summarizer
-from npc_runtime.memory.summary import ExtractiveSummarizer
+from npc_runtime.memory.base import Fold, Memory, Row, memory_failed, memory_unavailable
+from npc_runtime.memory.records import MemoryEntry, Recall, Summarizer
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -64,31 +62,7 @@ CREATE TABLE IF NOT EXISTS summaries(
 """
 
 
-def memory_unavailable(message: str) -> NpcError:
-    return NpcError(message, code="memory_unavailable")
-
-
-def memory_failed(message: str) -> NpcError:
-    return NpcError(message, code="memory_failed")
-
-
-@dataclass(frozen=True, slots=True)
-class _Fold:
-    """Entries to fold into a pair's summary, read in one thread call."""
-
-    previous: str
-    upto_id: int  # the summary's upto_id when read (0: no summary yet)
-    ids: tuple[int, ...]
-    entries: tuple[MemoryEntry, ...]
-
-
-@dataclass(slots=True)
-class _PairLock:
-    lock: asyncio.Lock
-    users: int = 0
-
-
-class MemoryStore:
+class MemoryStore(Memory):
     """Conversation memory in one SQLite file (see the module docstring).
 
     ``open()`` before use, ``aclose()`` after. ``clock`` stamps entries whose ``at`` is 0."""
@@ -96,33 +70,15 @@ class MemoryStore:
     def __init__(self, path: Path, *, keep_recent: int = 16, summarizer: Summarizer | None = None,
                  clock: Callable[[], float] = time.time, write_attempts: int = 3, retry_delay_s: float = 0.1,
                  max_pending: int = 1000, busy_timeout_s: float = 5.0) -> None:
-        if keep_recent < 1:
-            raise ValueError("keep_recent must be at least 1")
-        if write_attempts < 1 or max_pending < 1:
-            raise ValueError("write_attempts and max_pending must be at least 1")
+        super().__init__(keep_recent=keep_recent, summarizer=summarizer, clock=clock, write_attempts=write_attempts,
+                         retry_delay_s=retry_delay_s, max_pending=max_pending)
         self.path = Path(path)
-        self.keep_recent = keep_recent
-        self.summarizer: Summarizer = summarizer if summarizer is not None else ExtractiveSummarizer()
-        self._clock = clock
-        self.write_attempts, self.retry_delay_s, self.max_pending = write_attempts, retry_delay_s, max_pending
         self.busy_timeout_s = busy_timeout_s
         self._thread = EngineThread("memory", closed_error=memory_unavailable, failure=memory_failed)
         self._conn: sqlite3.Connection | None = None  # used in the thread only
         self._ident: tuple[int, int] | None = None  # (st_dev, st_ino) of the file _conn has open
         self._sidecars: dict[Path, tuple[int, int] | None] = {}  # its -wal and -shm files, the same way
         self._is_open = False  # open() succeeded and aclose() has not run: reopen the file if it goes away
-        self._locks: dict[tuple[str, str], _PairLock] = {}
-        #: Rows not yet written (a failed write), oldest first; changed on the loop only.
-        self._pending: list[tuple[str, str, str, str, float]] = []
-        self._write_lock = asyncio.Lock()
-        self._flushes: set[asyncio.Task[None]] = set()
-        #: Entries dropped because more than ``max_pending`` were waiting (cumulative).
-        self.dropped = 0
-
-    @property
-    def pending(self) -> int:
-        """Entries whose write failed, waiting to be written with the next append."""
-        return len(self._pending)
 
     # -- lifecycle
 
@@ -131,18 +87,12 @@ class MemoryStore:
         path is not a usable SQLite database (not one, unreadable, a newer schema)."""
         await self._thread.call(self._open)
 
-    async def aclose(self) -> None:
-        """Let queued database work finish, try the pending entries once more (logging any that are
-        lost), then close the connection and end the thread."""
-        if self._flushes:
-            await asyncio.gather(*self._flushes, return_exceptions=True)
-        if self._pending and self._is_open and not self._thread.closed:
-            try:
-                await self._flush_now()
-            except NpcError as exc:
-                log.error("memory entries lost: the database failed until the store closed", entries=len(self._pending),
-                          code=exc.code, error=exc.message)
+    async def _close_db(self) -> None:
         await self._thread.aclose(self._close)
+
+    @property
+    def _usable(self) -> bool:
+        return self._is_open and not self._thread.closed
 
     def _open(self) -> None:
         if self._conn is not None:
@@ -219,106 +169,18 @@ class MemoryStore:
         result: T = await self._thread.call(work)
         return result
 
-    # -- writing
+    # -- the database side of writing (the rest is Memory's)
 
-    async def append(self, partner: str, character: str, entries: Sequence[MemoryEntry], *,
-                     partner_name: str | None = None, character_name: str | None = None) -> None:
-        """Store ``entries`` (in order, after any pending ones) for the pair, then fold what is beyond
-        ``keep_recent`` into the summary. The names given to the summarizer default to the ids.
+    async def _insert(self, rows: list[Row]) -> None:
+        await self._run(lambda conn: _insert(conn, rows))
 
-        A failed write is retried; if it still fails the entries stay pending (written before the next
-        append's) and the error is raised: ``memory_failed`` or ``memory_unavailable``. Once this
-        coroutine has started, the write runs to its end even if it is cancelled; a cancelled or failed
-        fold is redone at the next append (a fold that fails is logged, not raised: the entries are stored)."""
-        for entry in entries:
-            if entry.kind not in KINDS:
-                raise ValueError(f"unknown memory entry kind {entry.kind!r}")
-        now = self._clock()
-        rows = [(partner, character, e.kind, e.text, e.at or now) for e in entries]
-        if rows or self._pending:
-            self._pending.extend(rows)
-            task = asyncio.create_task(self._flush(), name="memory-write")  # owns the write: not cancelled with us
-            self._flushes.add(task)
-            task.add_done_callback(_forget_flush(self._flushes))
-            await asyncio.shield(task)
-        async with self._pair_lock((partner, character)):
-            try:
-                await self._fold(partner, character, partner_name or partner, character_name or character)
-            except NpcError as exc:
-                log.warning("memory summary not updated; folded at the next append", code=exc.code, error=exc.message,
-                            character=character)
+    async def _to_fold(self, partner: str, character: str) -> Fold | None:
+        return await self._run(lambda conn: _to_fold(conn, partner, character, self.keep_recent))
 
-    async def _flush(self) -> None:
-        """Write every pending row (one transaction), retrying; raise the last error if it never works."""
-        async with self._write_lock:
-            last: NpcError | None = None
-            for attempt in range(self.write_attempts):
-                if not self._pending:
-                    return
-                if attempt:
-                    await asyncio.sleep(self.retry_delay_s * 2 ** (attempt - 1))
-                try:
-                    await self._flush_now()
-                    return
-                except NpcError as exc:
-                    last = exc
-                    log.warning("memory write failed", attempt=attempt + 1, of=self.write_attempts, entries=len(self._pending),
-                                code=exc.code, error=exc.message)
-                    if self._thread.closed or not self._is_open:
-                        break  # closed: trying again cannot help
-            assert last is not None
-            raise last
-
-    async def _flush_now(self) -> None:
-        """One try at writing the pending rows (the caller holds the write lock, or nothing else writes)."""
-        overflow = len(self._pending) - self.max_pending
-        if overflow > 0:
-            del self._pending[:overflow]
-            self.dropped += overflow
-            log.error("memory entries dropped: too many waiting for the database", dropped=overflow, kept=self.max_pending)
-        batch = list(self._pending)
-
-        def written(job: asyncio.Future[None]) -> None:
-            if not job.cancelled() and job.exception() is None:
-                del self._pending[: len(batch)]  # rows added meanwhile (at the end) stay for the next write
-
-        job = asyncio.ensure_future(self._run(lambda conn: _insert(conn, batch)))
-        job.add_done_callback(written)  # also when we are cancelled: the insert finishes in the thread
-        await asyncio.shield(job)
-
-    async def _fold(self, partner: str, character: str, partner_name: str, character_name: str) -> None:
-        fold = await self._run(lambda conn: _to_fold(conn, partner, character, self.keep_recent))
-        if fold is None:
-            return
-        try:
-            summary = await self.summarizer(fold.previous, fold.entries, character_name=character_name,
-                                            partner_name=partner_name)
-            if not isinstance(summary, str):
-                raise TypeError("the summarizer returned no string")
-        except Exception as exc:  # noqa: BLE001 - memory never fails a turn
-            log.warning("memory summarizer failed; old summary kept", error=type(exc).__name__,
-                        character=character, entries=len(fold.entries))
-            return
-        await self._run(lambda conn: _save_summary(conn, partner, character, fold, summary.strip()))
-
-    @contextlib.asynccontextmanager
-    async def _pair_lock(self, key: tuple[str, str]) -> AsyncIterator[None]:
-        held = self._locks.get(key)
-        if held is None:
-            held = self._locks[key] = _PairLock(asyncio.Lock())
-        held.users += 1
-        try:
-            async with held.lock:
-                yield
-        finally:
-            held.users -= 1
-            if held.users == 0:
-                del self._locks[key]
+    async def _save_summary(self, partner: str, character: str, fold: Fold, summary: str) -> None:
+        await self._run(lambda conn: _save_summary(conn, partner, character, fold, summary))
 
     async def forget(self, partner: str, character: str | None = None) -> int:
-        """Delete the partner's entries and summaries (with ``character`` only, when given);
-        return the rows deleted (entries + summaries)."""
-
         def work(conn: sqlite3.Connection) -> int:
             where, args = _pair_filter(partner, character)
             with conn:
@@ -386,18 +248,9 @@ def _sidecars(path: Path) -> tuple[Path, Path]:
     return path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
 
 
-def _forget_flush(flushes: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
-    def done(task: asyncio.Task[None]) -> None:
-        flushes.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved here: an append cancelled while it ran no longer awaits it
-
-    return done
-
-
 # -- thread-side helpers (called with the connection, in the memory thread)
 
-def _insert(conn: sqlite3.Connection, rows: list[tuple[str, str, str, str, float]]) -> None:
+def _insert(conn: sqlite3.Connection, rows: list[Row]) -> None:
     with conn:
         conn.executemany("INSERT INTO entries(partner, character, kind, text, at) VALUES (?, ?, ?, ?, ?)", rows)
 
@@ -408,17 +261,17 @@ def _summary(conn: sqlite3.Connection, partner: str, character: str) -> tuple[st
     return (row[0], int(row[1])) if row else ("", 0)
 
 
-def _to_fold(conn: sqlite3.Connection, partner: str, character: str, keep_recent: int) -> _Fold | None:
+def _to_fold(conn: sqlite3.Connection, partner: str, character: str, keep_recent: int) -> Fold | None:
     previous, upto_id = _summary(conn, partner, character)
     rows = conn.execute("SELECT id, kind, text, at FROM entries WHERE partner = ? AND character = ? AND id > ? ORDER BY id",
                         (partner, character, upto_id)).fetchall()
     older = rows[:-keep_recent]
     if not older:
         return None
-    return _Fold(previous, upto_id, tuple(r[0] for r in older), tuple(MemoryEntry(*r[1:]) for r in older))
+    return Fold(previous, upto_id, tuple(r[0] for r in older), tuple(MemoryEntry(*r[1:]) for r in older))
 
 
-def _save_summary(conn: sqlite3.Connection, partner: str, character: str, fold: _Fold, summary: str) -> None:
+def _save_summary(conn: sqlite3.Connection, partner: str, character: str, fold: Fold, summary: str) -> None:
     """Write the new summary, unless the pair was forgotten (or folded) while it was being made."""
     if _summary(conn, partner, character)[1] != fold.upto_id:
         return
