@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import pytest_asyncio
 from conftest import SHARED
-from server_fixture import Recording, personas, serving  # noqa: F401  (personas: a fixture)
+from server_fixture import Recording, personas, registry, serving  # noqa: F401  (personas: a fixture)
 
 from npc_runtime.access import Access
 from npc_runtime.asr.fake import FakeASR, FakeVAD, silence, speech
@@ -424,7 +424,7 @@ async def test_auth_applies_to_the_realtime_endpoint(personas: PersonaRegistry) 
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def real_engines(llama_engine: Any, personas: PersonaRegistry) -> AsyncIterator[NpcServer]:
+async def real_engines(llama_engine: Any) -> AsyncIterator[NpcServer]:
     """SmolLM2 (llama.cpp, the tuned adapter's default prompt), espeak-ng, Silero VAD and faster-whisper tiny.en."""
     from npc_runtime.asr.vad import SileroVAD
     from npc_runtime.asr.whisper import WhisperASR
@@ -433,10 +433,11 @@ async def real_engines(llama_engine: Any, personas: PersonaRegistry) -> AsyncIte
     asr, vad, tts = WhisperASR("tiny.en"), SileroVAD(), EspeakTTS(voice="en-us")
     for engine in (vad, asr, tts):
         await engine.warm()
-    services = Services(personas=personas, dialogue=Dialogue(llm=llama_engine), tts=tts, asr=asr, vad=vad)
     try:
-        async with serving(services) as srv:
-            yield srv
+        async with registry() as loaded:
+            services = Services(personas=loaded, dialogue=Dialogue(llm=llama_engine), tts=tts, asr=asr, vad=vad)
+            async with serving(services) as srv:
+                yield srv
     finally:
         for engine in (asr, vad, tts):
             await engine.aclose()
@@ -465,7 +466,7 @@ async def test_real_jin_by_voice_from_a_recording(real_engines: NpcServer) -> No
     pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
     async with connect(real_engines) as conn:
         await configure(conn, {"npc": {"scene": SCENE, "seed": 7}, "audio": {"input": {
-            "transcription": {"model": "whisper-1"}, "turn_detection": {"type": "server_vad", "silence_duration_ms": 600}}}})
+            "transcription": {"model": "whisper-1"}, "turn_detection": {"type": "server_vad", "silence_duration_ms": 1500}}}})  # JFK pauses ~1.1 s
         sender = asyncio.create_task(send_audio(conn, pcm + bytes(RATE * 2 * 3), pace=0.5))
         try:
             events = await collect(conn, timeout=240)
