@@ -60,7 +60,8 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
         "log_format": args.log_format, "log_level": args.log_level, "memory_url": getattr(args, "memory_url", None),
         "host": getattr(args, "host", None), "port": getattr(args, "port", None),
     }
-    for name in ("auth_secret_file", "api_key_file", "auth_audience", "allow_origin", "insecure", "start_timeout_s", "max_per_address"):
+    for name in ("auth_secret_file", "api_key_file", "auth_audience", "allow_origin", "insecure", "start_timeout_s", "max_per_address",
+                 "drain_timeout_s"):
         flags[name] = getattr(args, name, None)
     flags.update(overrides)
     return Settings(**{k: v for k, v in flags.items() if v is not None})
@@ -80,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--allow-origin", action="append", metavar="ORIGIN", help="a browser origin allowed to connect (repeatable; '*': any)")
     a.add_argument("--insecure", action="store_true", default=None, help="listen beyond loopback without auth (anyone could talk as any player)")
     a.add_argument("--start-timeout", dest="start_timeout_s", type=float, metavar="S", help="close connections that send no session.start within S seconds (default 10)")
+    a.add_argument("--drain-timeout", dest="drain_timeout_s", type=float, metavar="S",
+                   help="on SIGTERM: refuse new connections, let running responses finish for up to S seconds (default 30), "
+                        "then close every connection with 1001")
     a.add_argument("--max-per-address", type=int, metavar="N", help="WebSocket connections per client address (default 16; 0: no limit; loopback not counted)")
     _add_runtime_flags(s)
 
@@ -176,10 +180,10 @@ async def _serve(settings: Settings) -> int:
     from npc_runtime.server import NpcServer
     from npc_runtime.wiring import build_runtime
 
-    stop = asyncio.Event()
+    stop, drain = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)  # Ctrl-C: stop now (connections closed with 1001)
+    loop.add_signal_handler(signal.SIGTERM, lambda: (drain.set(), stop.set()))  # a deployment's stop: drain first
     from npc_runtime.access import check_bind, load_access
     from npc_runtime.errors import NpcError
     from npc_runtime.server import ConnectionLimits
@@ -200,6 +204,8 @@ async def _serve(settings: Settings) -> int:
         warm = asyncio.create_task(runtime.warm(), name="warm")
         warm.add_done_callback(lambda t: stop.set() if not t.cancelled() and t.exception() else None)
         await stop.wait()
+        if drain.is_set():
+            await server.drain(settings.drain_timeout_s)
         warm.cancel()
         failed = (await asyncio.gather(warm, return_exceptions=True))[0]
     finally:

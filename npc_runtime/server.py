@@ -96,6 +96,8 @@ class NpcServer:
         #: Open WebSocket connections per client address, and each handshake's identity (until its handler takes it).
         self._per_address: collections.Counter[str] = collections.Counter()
         self._identities: dict[ServerConnection, Identity] = {}
+        #: Set by :meth:`drain`: ``/readyz`` says 503 and new WebSocket connections are refused.
+        self.draining = False
 
     @property
     def port(self) -> int:
@@ -119,6 +121,26 @@ class NpcServer:
         assert self._server is not None
         await self._server.serve_forever()
 
+    async def drain(self, timeout_s: float = 30.0) -> None:
+        """Graceful shutdown behind a load balancer (SIGTERM in ``npc serve``; docs/deploy.md): ``/readyz`` turns 503
+        and the listening socket closes (new connections go to another server), the responses running now finish
+        (``timeout_s`` at most: the rest are cut), then every connection is closed with 1001 (going away), so that its
+        client reconnects through the balancer. :meth:`aclose` after it."""
+        self.draining = True
+        if self._server is None:
+            return
+        loop = asyncio.get_running_loop()
+        log.info("draining", sessions=len(self.sessions), timeout_s=timeout_s)
+        self._server.close(close_connections=False)  # stop accepting; open connections go on
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline and any(s.turn is not None or not s.outbox.empty() for s in self.sessions):  # noqa: ASYNC110 - no one event spans the sessions
+            await asyncio.sleep(0.05)
+        cut = sum(s.turn is not None for s in self.sessions)
+        log.info("drained; closing connections (1001)", sessions=len(self.sessions), responses_cut=cut)
+        await asyncio.gather(*(ws.close(1001, "server shutting down") for ws in list(self._server.connections)),
+                             return_exceptions=True)
+        await self._server.wait_closed()
+
     async def aclose(self) -> None:
         if self._server is not None:
             self._server.close()
@@ -130,6 +152,8 @@ class NpcServer:
             return connection.respond(http.HTTPStatus.OK, "ok\n")
         if path == "/readyz":
             details = "".join(f"{line}\n" for line in self.services.engine_status)
+            if self.draining:
+                return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "draining\n" + details)
             if self.services.ready.is_set():
                 return connection.respond(http.HTTPStatus.OK, "ready\n" + details)
             return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "warming up\n" + details)
@@ -154,6 +178,11 @@ class NpcServer:
     def _admit(self, connection: ServerConnection, request: Request, query: str) -> Response | None:
         """A WebSocket handshake: its Origin, its credential, its address's share. None lets it in."""
         headers = request.headers
+        if self.draining:  # shutting down: a balancer retries the handshake on another server
+            response = self._refusal(connection, http.HTTPStatus.SERVICE_UNAVAILABLE, "draining",
+                                     "this server is shutting down; connect again (through the balancer) to another one")
+            response.headers["Retry-After"] = "1"
+            return response
         if not self.access.origin_allowed(headers.get("Origin"), headers.get("Host")):
             log.warning("connection refused: origin not allowed", origin=headers.get("Origin", "")[:200])
             return self._refusal(connection, http.HTTPStatus.FORBIDDEN, "origin_not_allowed",
@@ -191,7 +220,7 @@ class NpcServer:
     @staticmethod
     def _refusal(connection: ServerConnection, status: http.HTTPStatus, code: str, message: str) -> Response:
         """An HTTP refusal whose body is an ``error`` event (what a WebSocket client would have been told)."""
-        event = p.ErrorEvent(code=code, message=message, retryable=status is http.HTTPStatus.TOO_MANY_REQUESTS, fatal=True)
+        event = p.ErrorEvent(code=code, message=message, retryable=status in (http.HTTPStatus.TOO_MANY_REQUESTS, http.HTTPStatus.SERVICE_UNAVAILABLE), fatal=True)
         response = connection.respond(status, p.encode_event(event) + "\n")
         del response.headers["Content-Type"]
         response.headers["Content-Type"] = "application/json"

@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     auth_audience: str | None = Field(default=None, description="When set, player tokens must carry this aud claim.")
     allow_origin: list[str] = Field(default_factory=list, description="Browser origins allowed to connect (e.g. https://game.example); '*' any. Default: no Origin, the server's own pages and loopback pages.")
     insecure: bool = Field(default=False, description="Allow listening beyond loopback without auth (anyone could talk as any player).")
+    drain_timeout_s: float = Field(default=30.0, ge=0, description="On SIGTERM: how long running responses may take to finish before every connection is closed with 1001 (docs/deploy.md).")
     start_timeout_s: float = Field(default=10.0, gt=0, description="A connection that sends no session.start by then is closed.")
     max_per_address: int = Field(default=16, ge=0, description="Open WebSocket connections per client address (0: no limit; loopback clients are not counted).")
     scene_max_tokens: int = Field(default=1024, ge=64, description="What a session's scene may cost in prompt tokens (its objects, places and characters); a larger scene is refused with invalid_scene.")
