@@ -3,6 +3,8 @@
 #   mono-mcs + mono-devel  — compile and run the Unity client's engine-independent assemblies (C#)
 #   g++                    — compile and test the Unreal plugin's plain C++17 core
 #   chromium               — the browser demo's test (headless, with a fake microphone)
+#   nodejs + npm           — the npm openai package's realtime client against /v1/realtime (issue 17), installed
+#                            from tests/node_realtime/package-lock.json into ~/.cache/npc_runtime/node_realtime
 # Installs only what is missing; needs root (or sudo) for apt-get. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +15,8 @@ command -v mcs >/dev/null 2>&1 || want+=(mono-mcs)
 command -v mono >/dev/null 2>&1 || want+=(mono-runtime)
 command -v g++ >/dev/null 2>&1 || want+=(g++)
 command -v chromium >/dev/null 2>&1 || want+=(chromium)
+command -v node >/dev/null 2>&1 || want+=(nodejs)
+command -v npm >/dev/null 2>&1 || want+=(npm)
 
 if [ "${#want[@]}" -gt 0 ]; then
   echo "setup_clients: installing ${want[*]}" >&2
@@ -26,3 +30,10 @@ if [ "${#want[@]}" -gt 0 ]; then
   fi
 fi
 echo "setup_clients: mcs $(mcs --version 2>/dev/null | awk '{print $NF}'), g++ $(g++ -dumpversion), $(chromium --version 2>/dev/null)" >&2
+# The npm openai package (its realtime WebSocket client) for tests/test_realtime.py, pinned by the lock file.
+NODE_RT="${NPC_NODE_REALTIME:-${XDG_CACHE_HOME:-$HOME/.cache}/npc_runtime/node_realtime}"
+if ! cmp -s tests/node_realtime/package-lock.json "$NODE_RT/package-lock.json" || [ ! -d "$NODE_RT/node_modules/openai" ]; then
+  mkdir -p "$NODE_RT"
+  cp tests/node_realtime/package.json tests/node_realtime/package-lock.json "$NODE_RT/"
+  (cd "$NODE_RT" && npm ci --no-audit --no-fund --loglevel=error) >&2
+fi

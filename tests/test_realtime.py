@@ -18,6 +18,9 @@ import asyncio
 import base64
 import json
 import math
+import os
+import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -418,6 +421,40 @@ async def test_auth_applies_to_the_realtime_endpoint(personas: PersonaRegistry) 
         assert refused.value.response.status_code == 401
     finally:
         await server.aclose()
+
+
+NODE_RT = Path(os.environ.get("NPC_NODE_REALTIME", Path.home() / ".cache" / "npc_runtime" / "node_realtime"))
+
+
+async def test_the_npm_openai_realtime_client_under_node(scripted: tuple[NpcServer, Recording], tmp_path: Path) -> None:
+    """The npm ``openai`` package's realtime WebSocket client (``OpenAIRealtimeWS``, on ``ws``), pinned by
+    tests/node_realtime/package-lock.json (scripts/setup_clients.sh installs it): a turn with audio, transcript and
+    the action as a function call, then an unknown event answered by an ``error`` and another turn on the same
+    connection. The SDK dials only wss://: the script puts a TLS-terminating proxy in front (as docs/security.md asks)."""
+    from live_server import missing_toolchain
+
+    node = shutil.which("node")
+    if node is None or not (NODE_RT / "node_modules" / "openai").is_dir():
+        missing_toolchain(f"node or the npm openai package ({NODE_RT}) is missing: scripts/setup_clients.sh installs them")
+    assert node is not None
+    server, _ = scripted
+    (tmp_path / "node_modules").symlink_to(NODE_RT / "node_modules")
+    script = tmp_path / "realtime_client.mjs"
+    shutil.copy(ROOT / "tests" / "node_realtime" / "realtime_client.mjs", script)
+    cert, key, scene = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "scene.json"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True)
+    scene.write_text(json.dumps(SCENE), encoding="utf-8")
+    proc = await asyncio.create_subprocess_exec(node, str(script), str(server.port), str(cert), str(key), str(scene),
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 90)
+    assert proc.returncode == 0, (out.decode()[-2000:], err.decode()[-2000:])
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    assert result["seen"][0] == "session.created" and result["seen"].count("response.done") == 2
+    assert result["transcript"] == CHOPSTICKS_REPLY and result["audioBytes"] > 0
+    assert result["calls"] == [{"name": "give", "arguments": {"object": "chopsticks", "target": "player"}}] * 2
+    assert [e["code"] for e in result["errors"]] == ["unknown_event_type"]
 
 
 # --------------------------------------------------------------------------- real engines
