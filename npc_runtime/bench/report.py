@@ -138,21 +138,41 @@ def table(report: dict[str, Any]) -> str:
 COMPARED = ("transcript", "first_text", "first_audio", "end")
 
 
+#: Client stages and the server mark each one follows (for the protocol's own share: client time minus server time).
+_SERVER_MARK = {"first_text": "first_text", "first_audio": "first_audio", "end": "end"}
+
+
+def overhead(rows: Sequence[dict[str, Any]], stage: str) -> float | None:
+    """Median over answered turns of (the client's time for ``stage`` − the server's mark for it), ms: what the
+    protocol, the socket and the client add to the server's own time (the server's clock starts a little after the
+    client's, when the message is read, so this includes the trip in)."""
+    mark = _SERVER_MARK.get(stage)
+    if mark is None:
+        return None
+    xs = [r[f"{stage}_ms"] - r["server"][mark] for r in rows
+          if r.get("status") == "completed" and r.get(f"{stage}_ms") is not None and mark in r.get("server", {})]
+    return round(float(np.median(xs)), 1) if xs else None
+
+
 def compare(native: dict[str, Any], realtime: dict[str, Any]) -> dict[str, dict[str, float | None]]:
-    """Per client stage: both medians, and realtime / native (1.0: the same; 1.05: 5% slower through /v1/realtime)."""
+    """Per client stage: both medians, realtime / native (1.0: the same; 1.05: 5% slower through /v1/realtime), and
+    each protocol's own share (:func:`overhead`), which does not depend on how long the model took."""
     out: dict[str, dict[str, float | None]] = {}
     for stage in COMPARED:
         a = native["stages"]["client"].get(stage, {}).get("p50")
         b = realtime["stages"]["client"].get(stage, {}).get("p50")
         if a is None and b is None:
             continue
-        out[stage] = {"native_p50": a, "realtime_p50": b, "ratio": round(b / a, 3) if a and b is not None else None}
+        out[stage] = {"native_p50": a, "realtime_p50": b, "ratio": round(b / a, 3) if a and b is not None else None,
+                      "native_overhead_p50": overhead(native["rows"], stage),
+                      "realtime_overhead_p50": overhead(realtime["rows"], stage)}
     return out
 
 
 def comparison_table(comparison: dict[str, dict[str, float | None]]) -> str:
-    lines = [f"{'client stage p50':20s} {'native':>8s} {'realtime':>9s} {'ratio':>7s}"]
+    lines = [f"{'client stage p50':20s} {'native':>8s} {'realtime':>9s} {'ratio':>7s}   {'overhead: native':>16s} {'realtime':>9s}"]
     for stage, c in comparison.items():
         ratio = f"{c['ratio']:7.3f}" if c["ratio"] is not None else f"{'-':>7s}"
-        lines.append(f"{stage:20s} {_fmt(c['native_p50'])} {_fmt(c['realtime_p50']):>9s} {ratio}")
+        lines.append(f"{stage:20s} {_fmt(c['native_p50'])} {_fmt(c['realtime_p50']):>9s} {ratio}   "
+                     f"{_fmt(c.get('native_overhead_p50')):>16s} {_fmt(c.get('realtime_overhead_p50')):>9s}")
     return "\n".join(lines)
