@@ -146,7 +146,6 @@ class RealtimeAdapter:
         self._cancel_asked: set[str] = set()
         self._responses: dict[str, _Response] = {}  # native id -> running response
         self._by_item: OrderedDict[str, tuple[_Response, float]] = OrderedDict()  # message item id -> (response, audio ms)
-        self._rt_to_native: OrderedDict[str, str] = OrderedDict()
         # voice in
         self._utterances: dict[str, str] = {}  # utterance id -> user item id
         self._stable: dict[str, str] = {}
@@ -490,10 +489,9 @@ class RealtimeAdapter:
             if e.trigger == "voice":
                 audio = not self.config.text_only
                 self._awaiting_voice, self._unclaimed_voice = False, True
-            r = _Response(native_id=e.response_id, id=f"resp_{e.response_id}", audio=audio and self._audio_out)
-            self._responses[e.response_id] = r
-            self._rt_to_native[r.id] = e.response_id
-            await self._write({"type": "response.created", "response": self._response_object(r, "in_progress")})
+            started = _Response(native_id=e.response_id, id=f"resp_{e.response_id}", audio=audio and self._audio_out)
+            self._responses[e.response_id] = started
+            await self._write({"type": "response.created", "response": self._response_object(started, "in_progress")})
         elif isinstance(e, p.TextDelta):
             r = self._responses.get(e.response_id)
             if r is not None and e.text:
@@ -509,14 +507,12 @@ class RealtimeAdapter:
         elif isinstance(e, p.ActionEvent):
             await self._on_action(e)
         elif isinstance(e, p.EmotionEvent):
-            r = self._responses.get(e.response_id)
-            await self._write({"type": "npc.emotion", "response_id": r.id if r else e.response_id, "emotion": e.emotion,
+            await self._write({"type": "npc.emotion", "response_id": f"resp_{e.response_id}", "emotion": e.emotion,
                                "text_offset": e.text_offset, "at_ms": e.at_ms})
         elif isinstance(e, p.ResponseEnd):
             await self._on_end(e)
         elif isinstance(e, p.ResponseInterrupted):
-            r = self._responses.get(e.response_id)
-            await self._write({"type": "npc.response.interrupted", "response_id": r.id if r else f"resp_{e.response_id}",
+            await self._write({"type": "npc.response.interrupted", "response_id": f"resp_{e.response_id}",
                                "reason": "turn_detected"})
         elif isinstance(e, p.SpeechStarted):
             self._in_speech = True
@@ -543,7 +539,7 @@ class RealtimeAdapter:
                 await self._write({"type": "conversation.item.input_audio_transcription.delta", "item_id": item_id,
                                    "content_index": 0, "delta": e.stable[len(before):]})
         elif isinstance(e, p.TranscriptFinal):
-            item_id = self._utterances.pop(e.utterance_id, None) or _id("item")
+            item_id = self._utterances.pop(e.utterance_id, "") or _id("item")
             self._stable.pop(e.utterance_id, None)
             if e.backchannel or not e.text.strip():
                 self._awaiting_voice = False  # no response follows

@@ -36,7 +36,7 @@ async def serve_realtime(ws: ServerConnection, services: Services, identity: Ide
     (the adapter's is added while it runs, so ``max_sessions`` counts it)."""
     assert ws.request is not None
     query = urllib.parse.parse_qs(ws.request.path.partition("?")[2])
-    model = (query.get("model") or [None])[0]
+    model = next(iter(query.get("model", [])), None)
     beta = ws.request.headers.get("OpenAI-Beta", "").replace(" ", "").lower().startswith("realtime=v1")
     metrics = services.metrics
     if len(sessions) >= services.max_sessions:
