@@ -29,6 +29,7 @@ def _add_runtime_flags(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--model-path", type=Path, help="GGUF file for the embedded backend")
     g.add_argument("--llm-adapter", metavar="auto|none|PATH",
                    help="LoRA adapter (GGUF) for the embedded backend (default auto: the shipped NPC-tuned one, if any)")
+    g.add_argument("--llm-batch", type=int, metavar="N", help="embedded backend: decode up to N turns together (batched generation; default 0: one at a time)")
     g.add_argument("--vllm-url", help="vLLM server base URL, e.g. http://127.0.0.1:8000")
     g.add_argument("--vllm-model", help="model name served by vLLM")
     g.add_argument("--prompt-profile", choices=["auto", "compact", "full", "tuned"],
@@ -54,6 +55,7 @@ def _add_store_flags(g: Any) -> None:
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     flags = {
         "characters_dir": args.characters, "llm": args.llm, "model_path": args.model_path, "llm_adapter": args.llm_adapter,
+        "llm_batch": getattr(args, "llm_batch", None),
         "vllm_url": args.vllm_url, "vllm_model": args.vllm_model, "prompt_profile": args.prompt_profile, "tts": args.tts, "tts_voice": args.tts_voice,
         "asr": args.asr, "knowledge_dir": args.knowledge, "data_dir": args.data_dir, "chroma_url": args.chroma_url,
         "rag": False if getattr(args, "no_rag", False) else None, "memory": False if getattr(args, "no_memory", False) else None,

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     n_ctx: int = Field(default=4096, ge=512, description="Embedded backend context length.")
     llm_session_states: int = Field(default=16, ge=0, description="Embedded backend: conversations whose context is kept between turns (LRU; ~20 KB per token each).")
     llm_threads: int = Field(default=1, ge=1, description="Threads for llama.cpp (1 is fastest on 2 shared cores).")
+    llm_batch: int = Field(default=0, ge=0, le=32, description="Embedded backend: decode up to this many turns together in one context (batched generation, one sequence per turn); 0: one turn at a time.")
     llm_adapter: str = Field(
         default="auto",
         description="Embedded backend's LoRA adapter (GGUF): auto = the NPC-tuned adapter shipped in npc_runtime/models/ "

@@ -87,7 +87,7 @@ def build_llm(settings: Settings) -> LLM:
     return LlamaCppEngine(
         model_path=str(settings.model_path or default_model_path()),
         n_ctx=settings.n_ctx, n_threads=settings.llm_threads, n_threads_batch=settings.llm_threads,
-        max_session_states=settings.llm_session_states, kernels=settings.llm_kernels, adapter=adapter,
+        max_session_states=settings.llm_session_states, kernels=settings.llm_kernels, adapter=adapter, batch=settings.llm_batch,
     )
 
 
@@ -223,7 +223,7 @@ async def build_runtime(settings: Settings, *, llm: LLM | None = None) -> Runtim
     personas = PersonaRegistry(settings.characters_dir, poll_interval=settings.persona_poll_s)
     await personas.start()
     engine = llm or build_llm(settings)
-    limit = settings.llm_concurrency or (8 if settings.llm == "vllm" else 1)
+    limit = settings.llm_concurrency or (8 if settings.llm == "vllm" else settings.llm_batch or 1)
     gated = GatedLLM(engine, Gate("LLM", limit=limit, max_waiting=settings.llm_max_waiting))
     voices = VoiceBank(settings)
     asr, asr_partial, vad = build_asr(settings)

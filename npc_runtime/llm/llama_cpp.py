@@ -398,7 +398,7 @@ class LlamaCppEngine:
     def __init__(self, *, model_path: str | Path | None = None, n_ctx: int = 4096, n_threads: int = 1,
                  n_threads_batch: int = 1, seed: int | None = None, max_prefix_states: int = 8,
                  max_session_states: int = 16, kernels: Literal["auto", "native", "safe"] = "auto",
-                 adapter: str | Path | None = None) -> None:
+                 adapter: str | Path | None = None, batch: int = 0) -> None:
         path = Path(model_path) if model_path is not None else default_model_path()
         self._path, self._kernels = path, kernels
         #: Why the engine runs the kernels it does (one line, for logs and ``/readyz``); set once loaded.
@@ -413,8 +413,20 @@ class LlamaCppEngine:
             check_adapter(self.adapter)
             config["lora_path"] = str(self.adapter)
             self.prompt_profile = "tuned"
+        #: Batched generation (issue 18, npc_runtime/llm/llama_batch.py): up to ``batch`` turns decoded together in
+        #: one context, one sequence each; 0: one turn at a time (the saved-state path below).
+        self.batch = batch
+        if batch:
+            config["n_ctx"] = 512  # the Llama's own context only checks grammars: the batched context is separate
         self._worker = _Worker(config, max_prefix_states, max_session_states)
         self._thread = EngineThread("llm-llama", closed_error=LLMUnavailable, failure=LLMError)
+        self._batcher: Any = None
+        if batch:
+            from npc_runtime.llm.llama_batch import Batcher, BatchWorker  # noqa: PLC0415 - only when batching
+
+            self._batch_worker = BatchWorker(self._worker, n_ctx=n_ctx, n_cells=2 * n_ctx, max_active=batch,
+                                             n_seqs=max_prefix_states + max_session_states + batch + 2, prefill_chunk=128)
+            self._batcher = Batcher(self._thread, self._batch_worker)
         self._load_lock = asyncio.Lock()
         self._loaded = False
         #: Verdicts already known, read on the event loop: a turn whose grammar was checked before never
@@ -428,9 +440,13 @@ class LlamaCppEngine:
     @property
     def stats(self) -> LlamaStats:
         """Figures of the last finished (or stopped) request."""
+        if self._batcher is not None:
+            return self._batch_worker.stats or LlamaStats()
         return self._worker.stats
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._batcher is not None:  # between two steps of the batch loop (one engine thread)
+            return await self._batcher.call(fn, *args)
         return await self._thread.call(fn, *args)
 
     async def _choose_kernels(self) -> Kernels:
@@ -456,7 +472,7 @@ class LlamaCppEngine:
             if not self._loaded:
                 self._worker.kernels = await self._choose_kernels()
                 try:
-                    await self._run(self._worker.load)
+                    await self._run(self._batch_worker.load if self._batcher is not None else self._worker.load)
                 except (OSError, ValueError, RuntimeError) as exc:
                     raise LLMUnavailable(f"llama.cpp could not load the model: {exc}") from exc
                 self._loaded = True
@@ -477,6 +493,11 @@ class LlamaCppEngine:
         if not request.cache_key or not request.prefix_messages:
             return
         await self._ensure_loaded()
+        if self._batcher is not None:
+            async with closing(self._batcher.stream(request, prefix_only=True)) as chunks:
+                async for _ in chunks:
+                    pass
+            return
         await self._run(self._worker.prefill, request)
 
     async def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
@@ -525,10 +546,19 @@ class LlamaCppEngine:
         await self._ensure_loaded()
         if request.grammar is not None:
             await self.validate_grammar(request.grammar)
+        if self._batcher is not None:
+            async with closing(self._batcher.stream(request)) as batched:
+                async for chunk in batched:
+                    yield chunk
+            return
         async with closing(self._thread.stream(lambda stop, emit: self._worker.generate(request, stop, emit))) as chunks:
             async for chunk in chunks:
                 yield chunk
 
     async def aclose(self) -> None:
         """Stop any generation, free the model and the thread. Idempotent."""
+        if self._batcher is not None:
+            self._batcher.stop_all()
+            await self._thread.aclose(self._batch_worker.close)
+            return
         await self._thread.aclose(self._worker.close)
