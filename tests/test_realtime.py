@@ -401,6 +401,32 @@ async def test_the_sdk_beta_client_gets_the_beta_event_names(scripted: tuple[Npc
     assert not kinds & {"response.output_audio.delta", "conversation.item.added"}
 
 
+async def test_the_native_protocol_on_the_same_port_is_untouched(scripted: tuple[NpcServer, Recording]) -> None:
+    """A native client at ``/`` and a Realtime client at ``/v1/realtime``, at once on one server: each gets its own
+    protocol (native events and binary audio frames; Realtime JSON only)."""
+    from npc_runtime import protocol as p
+    from npc_runtime.client import AudioFrame, NpcClient
+
+    server, _ = scripted
+    async with connect(server) as conn, NpcClient.connect(server.url) as native:
+        ready = await native.start_session("jin", scene=SCENE)
+        assert ready.type == "session.ready" and ready.audio is not None
+        await configure(conn, {"npc": {"scene": SCENE}})
+        await native.send(p.TextInput(text=CHOPSTICKS))
+        await say(conn, CHOPSTICKS)
+        native_events: list[Any] = []
+        async with asyncio.timeout(30):
+            async for event in native.events():
+                native_events.append(event)
+                if isinstance(event, p.ResponseEnd):
+                    break
+        realtime_events = await collect(conn)
+    assert any(isinstance(e, AudioFrame) for e in native_events)
+    end = native_events[-1]
+    assert isinstance(end, p.ResponseEnd) and end.text == CHOPSTICKS_REPLY and end.actions[0].verb == "give"
+    check_text_turn(realtime_events)
+
+
 async def test_auth_applies_to_the_realtime_endpoint(personas: PersonaRegistry) -> None:
     """With API keys on, the SDK's Authorization: Bearer <key> is the credential: a good key talks, a bad one is
     refused at the handshake (HTTP 401)."""
