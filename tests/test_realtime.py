@@ -427,6 +427,29 @@ async def test_the_native_protocol_on_the_same_port_is_untouched(scripted: tuple
     check_text_turn(realtime_events)
 
 
+async def test_bench_compares_the_two_protocols_on_one_run(scripted: tuple[NpcServer, Recording], tmp_path: Path) -> None:
+    """``npc bench --protocol both`` against a running server: native and realtime loads alternate, every turn is
+    answered through each, and bench.json carries both reports and their comparison."""
+    from npc_runtime.bench import bench_main
+    from npc_runtime.settings import Settings
+
+    server, _ = scripted
+    code = await bench_main(clients=1, turns=2, mode="text", out=tmp_path, server=server.url, settings=Settings(),
+                            protocol="both", rounds=1)
+    assert code == 0
+    report = json.loads((tmp_path / "bench.json").read_text(encoding="utf-8"))
+    assert report["config"]["protocol"] == "both"
+    for rows in (report["native"]["rows"], report["rows"]):
+        assert [r["status"] for r in rows] == ["completed", "completed"]
+        assert all(r["first_audio_ms"] and r["end_ms"] and r["server"]["end"] for r in rows)
+    comparison = report["comparison"]
+    assert set(comparison) == {"first_text", "first_audio", "end"}
+    for stage in comparison.values():
+        assert stage["ratio"] is not None and stage["ratio"] > 0
+        assert 0 <= stage["realtime_overhead_p50"] < 500 and 0 <= stage["native_overhead_p50"] < 500
+    assert (tmp_path / "bench.png").is_file() and (tmp_path / "bench-native.png").is_file()
+
+
 async def test_auth_applies_to_the_realtime_endpoint(personas: PersonaRegistry) -> None:
     """With API keys on, the SDK's Authorization: Bearer <key> is the credential: a good key talks, a bad one is
     refused at the handshake (HTTP 401)."""
