@@ -205,6 +205,30 @@ async def test_sdk_text_turn_streams_audio_transcript_and_the_action_as_a_functi
     assert visemes[-1]["end_ms"] == pytest.approx(response["npc"]["audio_ms"], abs=1.0)
 
 
+async def test_the_clients_own_tools_become_verbs_the_character_calls(scripted: tuple[NpcServer, Recording]) -> None:
+    """session.tools as a Realtime client declares them: each function becomes a verb (an ``enum`` parameter: its
+    values; ``x-npc-type``: an entity of the scene), the model's tags for them come back as function calls. A tool
+    that cannot be a verb is refused with invalid_value and the session keeps its tools."""
+    server, _ = scripted
+    tools = [{"type": "function", "name": "emote", "description": "makes a gesture",
+              "parameters": {"type": "object", "properties": {"gesture": {"type": "string", "enum": ["wave", "bow", "shrug"]}}}},
+             {"type": "function", "name": "sit", "description": "sits down on a seat",
+              "parameters": {"type": "object", "properties": {"seat": {"type": "string", "x-npc-type": "object"}}}}]
+    scene = {**SCENE, "objects": [*SCENE["objects"], {"id": "stool", "description": "a free wooden stool"}]}
+    async with connect(server) as conn:
+        updated = await configure(conn, {"tools": tools, "npc": {"scene": scene}})
+        listed = {t["name"]: t["parameters"]["properties"] for t in updated["session"]["tools"]}
+        assert listed["emote"]["gesture"]["enum"] == ["wave", "bow", "shrug"] and "stool" in listed["sit"]["seat"]["enum"]
+        await conn.send({"type": "session.update", "event_id": "evt_tool", "session": {"type": "realtime", "tools": [
+            {"type": "function", "name": "Jump Around", "parameters": {}}]}})
+        error = as_dict(await asyncio.wait_for(conn.recv(), 10))
+        assert error["error"]["code"] == "invalid_value" and error["error"]["param"] == "session.tools.0"
+        await say(conn, "Take a seat, please.")
+        events = await collect(conn)
+    calls = function_calls(events)
+    assert [(c["name"], c["arguments"]) for c in calls] == [("emote", {"gesture": "bow"}), ("sit", {"seat": "stool"})]
+
+
 async def test_text_only_session_streams_text_and_usage(scripted: tuple[NpcServer, Recording]) -> None:
     server, _ = scripted
     async with connect(server) as conn:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from pydantic import ValidationError
 
 from npc_runtime import protocol as p
 from npc_runtime.access import OPEN, Identity
@@ -35,7 +36,7 @@ from npc_runtime.errors import NpcError
 from npc_runtime.persona.schema import Persona
 from npc_runtime.realtime import audio as rt_audio
 from npc_runtime.realtime import events as ev
-from npc_runtime.scene import Scene, VerbDef
+from npc_runtime.scene import BUILTIN_VERB_NAMES, Scene, VerbArg, VerbDef
 from npc_runtime.session import Services, Session
 
 log = structlog.get_logger(__name__)
@@ -110,7 +111,16 @@ class _Config:
     transcription: dict[str, Any] | None = None
     voice: Any = None
     instructions: str | None = None
-    client_tools: list[dict[str, Any]] = field(default_factory=list)
+    #: The client's own function tools, as verbs the character may use (besides the scene's).
+    tool_verbs: tuple[VerbDef, ...] = ()
+
+    def effective_scene(self) -> Scene:
+        """The scene the character acts in: the client's scene, plus its tools as verbs (a scene verb of the same name
+        wins)."""
+        if not self.tool_verbs:
+            return self.scene
+        names = {v.name for v in self.scene.verbs}
+        return self.scene.model_copy(update={"verbs": [*self.scene.verbs, *(v for v in self.tool_verbs if v.name not in names)]})
 
     def start_key(self) -> tuple[Any, ...]:
         """What a native session is started with (a change needs a new native session)."""
@@ -250,7 +260,8 @@ class RealtimeAdapter:
         if s.instructions is not None:
             new.instructions = s.instructions
         if s.tools is not None:
-            new.client_tools = [t.model_dump(exclude_none=True) for t in s.tools]
+            new.tool_verbs = verbs_of_tools(s.tools, event.event_id)
+            _check_scene(new.effective_scene(), event.event_id)
         if new.character is not None:
             self._persona(new.character)  # unknown_character before anything changes
         if self.native is not None and new.start_key() != self._started_key and self._used:
@@ -258,14 +269,14 @@ class RealtimeAdapter:
                 "the character, player, output modalities, max_output_tokens and turn detection cannot change once the "
                 "conversation has started; open a new connection", code="session_locked", param="session",
                 event_id=event.event_id)
-        old_scene = c.scene
+        old_scene = c.effective_scene()
         self.config = new
         if new.character is not None and (self.native is None or new.start_key() != self._started_key):
             if not await self._start_native(event.event_id):
                 self.config = c
                 return
-        elif self.native is not None and new.scene != old_scene:
-            await self.native.handle(p.SceneUpdate(id=self._ref(event.event_id), scene=new.scene))
+        elif self.native is not None and new.effective_scene() != old_scene:
+            await self.native.handle(p.SceneUpdate(id=self._ref(event.event_id), scene=new.effective_scene()))
         await self._send({"type": "session.updated", "session": self._session_object()})
 
     @staticmethod
@@ -429,7 +440,7 @@ class RealtimeAdapter:
         await self._stop_native(drain=True)
         listen = p.ListenOptions(end_silence_ms=c.silence_ms if c.vad else 5000, partials=True)
         start = p.SessionStart(
-            id=self._ref(event_id), character=c.character, player=c.player, scene=c.scene,
+            id=self._ref(event_id), character=c.character, player=c.player, scene=c.effective_scene(),
             options=p.SessionOptions(text_only=c.text_only, max_tokens=c.max_tokens, seed=c.seed, brief=c.brief,
                                      audio_in=p.AudioInFormat(sample_rate=rt_audio.RATE), listen=listen))
         session = Session(self.services, identity=self.identity)
@@ -737,7 +748,7 @@ class RealtimeAdapter:
         """Each verb the character may use in its scene, as a function tool whose arguments name the scene's entities."""
         if persona is None:
             return []
-        scene = self.config.scene.without(persona.id)
+        scene = self.config.effective_scene().without(persona.id)
         targets = Targets.of(scene, persona.id)
         return [tool_of(verb, targets) for verb in usable_definitions(scene, persona.actions, self_id=persona.id)]
 
@@ -752,6 +763,49 @@ def tool_of(verb: VerbDef, targets: Targets) -> dict[str, Any]:
     return {"type": "function", "name": verb.name, "description": verb.description,
             "parameters": {"type": "object", "properties": properties, "required": [a.name for a in verb.args],
                            "additionalProperties": False}}
+
+
+def verbs_of_tools(tools: list[ev.FunctionTool], event_id: str | None) -> tuple[VerbDef, ...]:
+    """A client's function tools as verbs the character may use: the name is the verb, the description the line the
+    model is shown, each parameter an argument — a string ``enum`` is its closed list of values, else ``x-npc-type``
+    (``object``, ``location``, ``character``, ``any``; default ``any``) says which of the scene's entities it names.
+    A built-in verb's name (``move``, ``grab``, ``give``) is the built-in (skipped). Raises :class:`RealtimeError`
+    (``invalid_value``) for a tool that cannot be a verb."""
+    verbs: list[VerbDef] = []
+    for i, tool in enumerate(tools):
+        param = f"session.tools.{i}"
+        if tool.type != "function":
+            raise ev.RealtimeError(f"tool type {str(tool.type)[:40]!r} is not supported: function tools only",
+                                   code="unsupported_parameter", param=f"{param}.type", event_id=event_id)
+        if tool.name in BUILTIN_VERB_NAMES:
+            continue
+        parameters = tool.parameters if isinstance(tool.parameters, dict) else {}
+        properties = parameters.get("properties") or {}
+        try:
+            if not isinstance(properties, dict):
+                raise ValueError("parameters.properties must be an object")
+            args = []
+            for name, spec in properties.items():
+                spec = spec if isinstance(spec, dict) else {}
+                if spec.get("enum"):
+                    args.append(VerbArg(name=name, values=tuple(str(v) for v in spec["enum"])))
+                else:
+                    args.append(VerbArg(name=name, type=spec.get("x-npc-type", "any")))
+            verbs.append(VerbDef(name=tool.name or "", description=(tool.description or tool.name or "")[:120], args=tuple(args)))
+        except (ValidationError, ValueError) as exc:
+            detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            raise ev.RealtimeError(f"tool {str(tool.name)[:40]!r} cannot be a verb of the character: {detail}"[:300],
+                                   code="invalid_value", param=param, event_id=event_id) from None
+    return tuple(verbs)
+
+
+def _check_scene(scene: Scene, event_id: str | None) -> None:
+    """The scene with the tools' verbs must still be a valid scene (at most 32 verbs, no duplicate)."""
+    try:
+        Scene.model_validate(scene.model_dump())
+    except ValidationError as exc:
+        raise ev.RealtimeError(f"the scene with the tools is not valid: {exc.errors()[0]['msg']}"[:300], code="invalid_value",
+                               param="session.tools", event_id=event_id) from None
 
 
 def _check_format(fmt: ev.AudioFormat | str | None, param: str, event_id: str | None) -> None:
