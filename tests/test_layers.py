@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "npc_runtime"
 OWNERS = {
     "llama_cpp": {"llm/llama_cpp.py", "llm/llama_probe.py"},  # the engine, and its probe (a child process)
     "httpx": {"llm/vllm.py"},
-    "websockets": {"server.py", "client.py"},
+    "websockets": {"server.py", "client.py", "realtime/endpoint.py", "realtime/client.py"},  # the transports, native and Realtime
     "chromadb": {"knowledge/store.py"},
     "asyncpg": {"memory/postgres.py"},
     "sentence_transformers": {"knowledge/embed.py"},

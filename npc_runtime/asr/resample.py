@@ -15,7 +15,7 @@ import numpy as np
 
 from npc_runtime.asr.base import SAMPLE_RATE
 
-__all__ = ["MAX_RATE", "MIN_RATE", "Resampler", "pcm16_to_float"]
+__all__ = ["MAX_RATE", "MIN_RATE", "Pcm16Resampler", "Resampler", "pcm16_to_float"]
 
 MIN_RATE, MAX_RATE = 8000, 48000
 _EMPTY = np.zeros(0, dtype=np.float32)
@@ -64,6 +64,35 @@ class Resampler:
         if not frames:
             return _EMPTY
         return np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.float32, copy=False)
+
+
+class Pcm16Resampler:
+    """PCM16 mono at ``input_rate`` → PCM16 mono at ``output_rate``, streaming (libswresample keeps its state between
+    calls): a voice's output for a client that wants another rate (the Realtime endpoint's 24 kHz). ``feed(pcm) ->
+    bytes`` as they are ready; ``flush()`` once at the end returns the few samples held back."""
+
+    def __init__(self, input_rate: int, output_rate: int) -> None:
+        import av  # noqa: PLC0415 - only needed to change rates
+
+        self._av = av
+        self.input_rate, self.output_rate = input_rate, output_rate
+        self._resampler: Any = av.AudioResampler(format="s16", layout="mono", rate=output_rate)
+
+    def feed(self, pcm: bytes) -> bytes:
+        if len(pcm) % 2:
+            raise ValueError("PCM16 needs an even number of bytes")
+        if not pcm:
+            return b""
+        frame = self._av.AudioFrame.from_ndarray(np.frombuffer(pcm, dtype="<i2").reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = self.input_rate
+        return self._collect(self._resampler.resample(frame))
+
+    def flush(self) -> bytes:
+        return self._collect(self._resampler.resample(None))
+
+    @staticmethod
+    def _collect(frames: list[Any]) -> bytes:
+        return b"".join(np.ascontiguousarray(f.to_ndarray().reshape(-1), dtype="<i2").tobytes() for f in frames)
 
 
 def decode_file(path: str) -> np.ndarray:

@@ -6,39 +6,30 @@ Same plan, same lines, same measurement as :mod:`.driver` (native), through ``/v
 are sent); a spoken one streams 20 ms ``input_audio_buffer.append`` frames at 24 kHz in real time (the clock starts
 when the frame holding the end of the voice is sent). Marks: the input transcript
 (``conversation.item.input_audio_transcription.completed``), the first transcript or text delta, the first
-``response.output_audio.delta``, ``response.done`` (its ``response.npc.timings`` are the server's). A plain WebSocket
-client (``websockets``), so that the bench needs nothing beyond the runtime's own dependencies.
+``response.output_audio.delta``, ``response.done`` (its ``response.npc.timings`` are the server's). The client is
+:class:`npc_runtime.realtime.client.RealtimeClient` (plain JSON over ``websockets``): the bench needs nothing beyond the
+runtime's own dependencies.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import json
-import os
 import time
-import urllib.parse
 from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import WebSocketException
 
 from npc_runtime import protocol as p
 from npc_runtime.bench.driver import BUSY, FRAME_MS, RETRY_DELAY_S, RUN_ID, LoadPlan, TurnRow, _fail, _label, _ms, _NewSession
 from npc_runtime.bench.lines import Utterance
+from npc_runtime.realtime.client import RealtimeClient, WebSocketException, realtime_url
 
 RATE = 24000
 #: Which endpoint a load goes through: the native protocol (``/``) or the Realtime one (``/v1/realtime``).
 Protocol = Literal["native", "realtime"]
 _STATUS = {"completed": "completed", "incomplete": "completed", "cancelled": "interrupted", "failed": "failed"}
-
-
-def realtime_url(url: str, character: str) -> str:
-    """``ws://host:port`` (the native URL) → ``ws://host:port/v1/realtime?model=<character>``."""
-    parts = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, "/v1/realtime", urllib.parse.urlencode({"model": character}), ""))
 
 
 def to_24k(utterance: Utterance) -> tuple[bytes, float]:
@@ -52,19 +43,7 @@ def to_24k(utterance: Utterance) -> tuple[bytes, float]:
     return np.clip(y, -32768, 32767).astype("<i2").tobytes(), utterance.voice_end_ms
 
 
-class _Conn:
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-
-    async def send(self, event: dict[str, Any]) -> None:
-        await self.ws.send(json.dumps(event))
-
-    async def recv(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(await self.ws.recv())
-        return data
-
-
-async def _start(conn: _Conn, plan: LoadPlan, index: int) -> dict[str, Any]:
+async def _start(conn: RealtimeClient, plan: LoadPlan, index: int) -> dict[str, Any]:
     session: dict[str, Any] = {"type": "realtime", "npc": {"scene": plan.scene, "seed": plan.seed,
                                                            "player": {"id": f"bench_{RUN_ID}_{index}"}}}
     if plan.mode == "audio":
@@ -84,7 +63,7 @@ class _Refused(Exception):
         self.code = code
 
 
-async def _read_turn(conn: _Conn, row: TurnRow, marks: dict[str, float]) -> tuple[str, int] | None:
+async def _read_turn(conn: RealtimeClient, row: TurnRow, marks: dict[str, float]) -> tuple[str, int] | None:
     """Read this turn's events into ``row``; the reply's message item and its audio length (ms) when it had audio."""
     response_id: str | None = None
     while True:
@@ -126,7 +105,7 @@ async def _read_turn(conn: _Conn, row: TurnRow, marks: dict[str, float]) -> tupl
                 return None
 
 
-async def _stream(conn: _Conn, utterance: Utterance, marks: dict[str, float]) -> None:
+async def _stream(conn: RealtimeClient, utterance: Utterance, marks: dict[str, float]) -> None:
     pcm, voice_end_ms = to_24k(utterance)
     step = RATE * FRAME_MS // 1000 * 2
     frames = [pcm[i:i + step] for i in range(0, len(pcm), step)]
@@ -145,7 +124,7 @@ async def _stream(conn: _Conn, utterance: Utterance, marks: dict[str, float]) ->
             await asyncio.sleep(delay)
 
 
-async def run_turn(conn: _Conn, plan: LoadPlan, row: TurnRow, line: str | Utterance) -> None:
+async def run_turn(conn: RealtimeClient, plan: LoadPlan, row: TurnRow, line: str | Utterance) -> None:
     marks: dict[str, float] = {}
     row.started = time.monotonic()
     mic: asyncio.Task[None] | None = None
@@ -189,15 +168,12 @@ async def run_realtime_client(index: int, plan: LoadPlan, record: Callable[[Turn
                               ready: Callable[[p.SessionReady], None]) -> None:
     """One client over ``/v1/realtime``; like :func:`npc_runtime.bench.driver.run_client` (``ready`` is not called:
     the Realtime session does not carry the native ``session.ready``)."""
-    token = os.environ.get("NPC_API_KEY") or None
-    headers = {"Authorization": f"Bearer {token}"} if token else None
     url = realtime_url(plan.url, plan.character)
     done = 0
     while done < plan.turns:
         slot = TurnRow(client=index, turn=done, line=_label(plan.line_for(index, done)), started=time.monotonic())
         try:
-            async with connect(url, open_timeout=plan.turn_timeout, max_size=None, additional_headers=headers) as ws:
-                conn = _Conn(ws)
+            async with RealtimeClient.connect(url, open_timeout=plan.turn_timeout) as conn:
                 await asyncio.wait_for(_start(conn, plan, index), plan.turn_timeout)
                 for _ in range(plan.warmup):
                     warm = TurnRow(client=index, turn=-1, line="warmup")
