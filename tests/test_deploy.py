@@ -7,7 +7,8 @@ stickiness on the ``player`` query parameter, redispatch. A player tells the ser
 stopped with SIGTERM (drain: the running response finishes, then the connection is closed with 1001); the player
 reconnects through the balancer, lands on the other server, and that server recalls the player's memory (its log's
 ``remembered`` line counts the entries, and the shared database holds the fact: ``npc memory show``). ``npc bench``
-through the balancer at 8 clients: both servers get sessions.
+through the balancer at 8 clients: both servers get sessions. The drain itself, in-process: a running response
+finishes and then the socket closes with 1001, or is cut at the drain timeout; the listener is closed meanwhile.
 
 The scripted LLM (TEST ONLY: fixed replies) runs the memory and balancer logic fast; the same test runs on the real
 embedded model with ``-m engine``, where nothing asserts the model's words.
@@ -15,6 +16,7 @@ embedded model with ``-m engine``, where nothing asserts the model's words.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -32,13 +34,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from conftest import scene_dict
 from live_server import SCRIPT, stop_process
 from pg_fixture import PgServer, free_port, postgres  # noqa: F401  (fixture)
+from server_fixture import registry, serving
 from websockets.exceptions import ConnectionClosed
 
 from npc_runtime import protocol as p
 from npc_runtime.client import NpcClient
+from npc_runtime.dialogue.turn import Dialogue
+from npc_runtime.llm.fake import FakeLLM
+from npc_runtime.session import Services
 
 ROOT = Path(__file__).resolve().parents[1]
 HAPROXY_CFG = ROOT / "deploy" / "haproxy.cfg"
@@ -259,3 +266,52 @@ async def test_bench_through_the_balancer_splits_the_load(cluster: tuple[str, li
     got = [n.sessions() - b for n, b in zip(nodes, before)]
     assert all(g >= 1 for g in got) and sum(got) >= 8, got  # both servers served clients of the one bench
     assert report["config"]["clients"] == 8 and report["throughput"]["answered"] >= 16, report.get("throughput")
+
+
+# -- the drain itself, in-process (a real server and client on loopback; the fake engine's replies take their time)
+
+async def _drain_case(token_delay: float, drain_timeout_s: float) -> tuple[list[Any], int | None, list[dict[str, Any]], bool]:
+    """A turn is running when the server drains: the client's events, the close code, the drain's log, and whether a
+    new connection could still be made during the drain."""
+    reply = "Long ago, before this shop had a sign, my grandmother cooked broth in a single iron pot every morning."
+    async with registry() as personas, serving(Services(personas=personas, dialogue=Dialogue(
+            llm=FakeLLM([reply], token_delay=token_delay)))) as server:
+        url = server.url  # (a drained server has no listening socket, so no port, left)
+        async with NpcClient.connect(url) as client:
+            await client.start_session("jin", scene=scene_dict("ramen_shop.json"), player_id="kai")
+            await client.send(p.TextInput(text="Tell me the whole story."))
+            events: list[Any] = []
+            while not any(isinstance(e, p.TextDelta) for e in events):
+                events.append(await client.recv(timeout=20))
+            with structlog.testing.capture_logs() as logs:
+                draining = asyncio.create_task(server.drain(drain_timeout_s), name="drain")
+                await asyncio.sleep(0.05)
+                assert server.draining
+                refused = False
+                try:
+                    async with NpcClient.connect(url, open_timeout=2):
+                        pass
+                except OSError:
+                    refused = True
+                code = None
+                try:
+                    while True:
+                        events.append(await client.recv(timeout=20))
+                except ConnectionClosed as exc:
+                    code = exc.rcvd.code if exc.rcvd is not None else None
+                await asyncio.wait_for(draining, 30)
+    return events, code, [e for e in logs if e["event"].startswith("drained")], refused
+
+
+async def test_drain_lets_the_running_response_finish_then_closes_with_1001() -> None:
+    events, code, drained, refused = await _drain_case(token_delay=0.03, drain_timeout_s=20)
+    assert refused, "the listener still accepted a connection while draining"
+    ends = [e for e in events if isinstance(e, p.ResponseEnd)]
+    assert [e.status for e in ends] == ["completed"] and code == 1001
+    assert [e["responses_cut"] for e in drained] == [0]
+
+
+async def test_drain_cuts_what_is_still_running_at_its_timeout() -> None:
+    events, code, drained, _ = await _drain_case(token_delay=0.5, drain_timeout_s=0.3)
+    assert code == 1001 and not any(isinstance(e, p.ResponseEnd) and e.status == "completed" for e in events)
+    assert [e["responses_cut"] for e in drained] == [1]
