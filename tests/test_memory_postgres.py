@@ -264,6 +264,29 @@ async def test_the_database_stopped_mid_session_is_an_error_event_and_the_turn_i
     assert "npc_memory_write_failures_total 1.0" in scrape and "npc_memory_pending_entries 0.0" in scrape
 
 
+async def test_a_database_down_at_session_start_is_said_and_the_conversation_is_saved_once_it_is_back(
+        postgres: PgServer, db: str) -> None:  # noqa: F811
+    """The database is down when the player arrives: session.ready, then memory_unavailable (what the character
+    remembers could not be read); the conversation goes on, and what is said is written once the database is back."""
+    async with running(FakeLLM(["Hello Kai.", "Noted."]), db) as server:
+        async with NpcClient.connect(server.url) as client:
+            with stopped(postgres):
+                await client.send(p.SessionStart(character="jin", scene=scene_dict("ramen_shop.json"),
+                                                 player=p.Player(id="kai", name="Kai")))
+                ready = await client.recv(timeout=20)
+                assert isinstance(ready, p.SessionReady), ready
+                error = await client.recv(timeout=20)
+                assert isinstance(error, p.ErrorEvent) and error.code == "memory_unavailable" and not error.fatal
+                assert "could not be read" in error.message
+            ends = [e async for e in client.say("My name is Kai.")]
+            assert isinstance(ends[-1], p.ResponseEnd) and ends[-1].status == "completed"
+            [e async for e in client.say("I like my noodles firm.")]
+        await idle(server)
+    async with opened(db) as store:
+        assert [e.text for e in await store.history("kai", "jin")] == [
+            "My name is Kai.", "Hello Kai.", "I like my noodles firm.", "Noted."]
+
+
 # -- npc memory --memory-url, as a command
 
 def _npc(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
