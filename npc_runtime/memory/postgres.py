@@ -60,7 +60,8 @@ _SCHEMA_LOCK = 0x6E70635F6D656D
 #: Errors that mean the database could not be reached or went away (retrying later can work).
 _UNREACHABLE: tuple[type[BaseException], ...] = (
     OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,  # e.g. "cannot switch to state 15": the server shut down mid-operation
 )
 
 SCHEMES = ("postgresql", "postgres")
@@ -119,8 +120,6 @@ class PostgresMemoryStore(Memory):
             pool = await asyncpg.create_pool(
                 self.url, min_size=1, max_size=self.pool_size, timeout=self.connect_timeout_s,
                 command_timeout=self.command_timeout_s)
-        except NpcError:
-            raise
         except Exception as exc:  # noqa: BLE001 - every way a connect fails is one error, with its cause
             raise memory_unavailable(f"{self.where}: cannot connect ({type(exc).__name__}: {exc})") from exc
         try:
@@ -171,6 +170,8 @@ class PostgresMemoryStore(Memory):
         except _UNREACHABLE as exc:
             raise unreachable(f"{self.where}: database unreachable ({type(exc).__name__}: {exc})") from exc
         except asyncpg.PostgresError as exc:
+            raise failed(f"{self.where}: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - the driver's other surprises: an error with a code, never a crash
             raise failed(f"{self.where}: {type(exc).__name__}: {exc}") from exc
 
     # -- the database side of writing (the rest is Memory's)
