@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import ctypes
+import math
 import random
 import threading
 import time
@@ -35,6 +36,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import structlog
 
 from npc_runtime.engine_thread import EngineThread
@@ -60,7 +62,8 @@ class _Seq:
     seq_id: int = -1
     #: Tokens in this sequence's KV cells, in order (the prompt read so far, then the reply).
     tokens: list[int] = field(default_factory=list)
-    sampler: Any = None
+    sampler: Any = None  # the chain without the grammar
+    grammar: Any = None  # the grammar's own sampler (checked lazily: see BatchWorker._sample)
     pending: int | None = None  # sampled, not yet decoded
     generated: int = 0
     held: str = ""  # text kept back: it may be the start of a stop string
@@ -104,7 +107,8 @@ class BatchWorker:
         self.base.load()
         lib = self.lib = self.base.lib
         llm = self.base.llm
-        params = lib.llama_context_default_params()
+        # the unbatched context's own parameters (threads, flash attention off, rope, ...), with room for sequences
+        params = type(llm.context_params).from_buffer_copy(llm.context_params)
         params.n_ctx = self.n_cells
         params.n_batch = params.n_ubatch = self.n_batch
         params.n_seq_max = self.n_seqs
@@ -122,6 +126,13 @@ class BatchWorker:
                 raise LLMError("llama.cpp could not apply the LoRA adapter to the batched context")
         self.batch = lib.llama_batch_init(self.n_batch, 0, 1)
         self.vocab = lib.llama_model_get_vocab(llm.model)
+        self.n_vocab = lib.llama_vocab_n_tokens(self.vocab)
+        # the candidates of one sampling (every token, its logit), reused: ids set once, logits copied in per token
+        self.candidates = (lib.llama_token_data * self.n_vocab)()
+        view = np.frombuffer(self.candidates, dtype=np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)]))
+        self.ids = np.arange(self.n_vocab, dtype=np.int32)
+        self.id_view, self.logit_view, self.p_view = view["id"], view["logit"], view["p"]
+        self.one = (lib.llama_token_data * 1)()
         self.free = list(range(self.n_seqs - 1, -1, -1))
 
     def close(self) -> None:
@@ -224,6 +235,7 @@ class BatchWorker:
             del seq.tokens[keep:]
         seq.reused = keep
         if not seq.prefix_only:
+            seq.grammar = self._grammar(request)
             seq.sampler = self._sampler(request)
         self.active[seq.seq_id] = seq
 
@@ -233,12 +245,6 @@ class BatchWorker:
         if request.repeat_penalty != 1.0:
             lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_penalties(
                 lib.llama_vocab_n_tokens(self.vocab), _PENALTY_LAST_N, request.repeat_penalty, 0.0, 0.0))
-        if request.grammar:
-            grammar = lib.llama_sampler_init_grammar(self.vocab, request.grammar.encode("utf-8"), b"root")
-            if not grammar:
-                lib.llama_sampler_free(chain)
-                raise GrammarError("invalid grammar: llama.cpp rejected it")
-            lib.llama_sampler_chain_add(chain, grammar)
         if request.temperature <= 0:
             lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
         else:
@@ -249,10 +255,20 @@ class BatchWorker:
                 lib.llama_sampler_chain_add(chain, sampler)
         return chain
 
+    def _grammar(self, request: GenerationRequest) -> Any:
+        if not request.grammar:
+            return None
+        grammar = self.lib.llama_sampler_init_grammar(self.vocab, request.grammar.encode("utf-8"), b"root")
+        if not grammar:
+            raise GrammarError("invalid grammar: llama.cpp rejected it")
+        return grammar
+
     def _free_sampler(self, seq: _Seq) -> None:
-        if seq.sampler is not None:
-            self.lib.llama_sampler_free(seq.sampler)
-            seq.sampler = None
+        for name in ("sampler", "grammar"):
+            sampler = getattr(seq, name)
+            if sampler is not None:
+                self.lib.llama_sampler_free(sampler)
+                setattr(seq, name, None)
 
     # -- one step
 
@@ -333,9 +349,39 @@ class BatchWorker:
             _, (old, _) = self.prefixes.popitem(last=False)
             self._release(old)
 
+    def _candidates(self, index: int) -> Any:
+        """Every token with its logit at batch position ``index``, as a fresh ``llama_token_data_array``."""
+        logits = np.ctypeslib.as_array(self.lib.llama_get_logits_ith(self.ctx, index), shape=(self.n_vocab,))
+        self.id_view[:] = self.ids  # the samplers sort the array in place: every field is written again
+        self.logit_view[:] = logits
+        self.p_view[:] = 0.0
+        return self.lib.llama_token_data_array(self.candidates, self.n_vocab, -1, False)
+
+    def _pick(self, seq: _Seq, index: int) -> int:
+        """Sample the next token. The grammar is checked lazily (llama.cpp's own default order): the chain samples
+        from every token, the grammar checks only the token chosen, and only when it rejects it does the grammar
+        filter every token before the chain samples again. A full grammar pass over the 49k-token vocabulary at
+        every token halved generation speed; in a batch it would be paid once per sequence per step."""
+        lib = self.lib
+        cur = self._candidates(index)
+        lib.llama_sampler_apply(seq.sampler, ctypes.byref(cur))
+        tok = int(self.candidates[cur.selected].id)
+        if seq.grammar is not None:
+            self.one[0].id, self.one[0].logit, self.one[0].p = tok, 0.0, 0.0
+            single = lib.llama_token_data_array(self.one, 1, -1, False)
+            lib.llama_sampler_apply(seq.grammar, ctypes.byref(single))
+            if self.one[0].logit == -math.inf:  # rejected: filter every token by the grammar, then sample
+                cur = self._candidates(index)
+                lib.llama_sampler_apply(seq.grammar, ctypes.byref(cur))
+                lib.llama_sampler_apply(seq.sampler, ctypes.byref(cur))
+                tok = int(self.candidates[cur.selected].id)
+            lib.llama_sampler_accept(seq.grammar, tok)
+        lib.llama_sampler_accept(seq.sampler, tok)
+        return tok
+
     def _sample(self, seq: _Seq, index: int) -> None:
         lib = self.lib
-        tok = lib.llama_sampler_sample(seq.sampler, self.ctx, index)
+        tok = self._pick(seq, index)
         if seq.first is None:
             seq.first = time.perf_counter()
         if lib.llama_vocab_is_eog(self.vocab, tok):
