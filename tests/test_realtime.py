@@ -478,6 +478,52 @@ async def test_bench_compares_the_two_protocols_on_one_run(scripted: tuple[NpcSe
     assert (tmp_path / "bench.png").is_file() and (tmp_path / "bench-native.png").is_file()
 
 
+async def test_session_settings_lock_once_the_conversation_starts_and_the_scene_can_change(
+        scripted: tuple[NpcServer, Recording]) -> None:
+    """Before anything is said a session.update restarts the session with new settings; after, the character and turn
+    detection are locked (session_locked, the session goes on) while the scene may change (scene.update: new tools)."""
+    server, _ = scripted
+    async with connect(server) as conn:
+        await configure(conn, {"npc": {"scene": SCENE}})
+        updated = await configure(conn, {"audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 900}}}})
+        assert updated["session"]["audio"]["input"]["turn_detection"]["silence_duration_ms"] == 900
+        await say(conn, CHOPSTICKS)
+        check_text_turn(await collect(conn))
+        await conn.send({"type": "session.update", "event_id": "evt_lock", "session": {"type": "realtime", "model": "nova"}})
+        error = as_dict(await asyncio.wait_for(conn.recv(), 10))
+        assert error["error"]["code"] == "session_locked" and error["error"]["event_id"] == "evt_lock"
+        smaller = {**SCENE, "characters": [c for c in SCENE["characters"] if c["id"] == "player"]}
+        updated = await configure(conn, {"npc": {"scene": smaller}})
+        give = next(t for t in updated["session"]["tools"] if t["name"] == "give")
+        assert give["parameters"]["properties"]["target"]["enum"] == ["player"]
+        assert updated["session"]["npc"]["character"]["id"] == "jin"
+        await say(conn, CHOPSTICKS)
+        check_text_turn(await collect(conn))
+
+
+async def test_a_connection_that_names_no_character_is_closed_at_the_start_deadline(personas: PersonaRegistry) -> None:
+    from websockets.exceptions import ConnectionClosed
+
+    from npc_runtime.server import ConnectionLimits
+
+    services = Services(personas=personas, dialogue=Dialogue(llm=ScriptedLLM.from_file(SCRIPT)))
+    services.ready.set()
+    server = NpcServer(services, host="127.0.0.1", port=0, limits=ConnectionLimits(start_timeout_s=0.5))
+    await server.start()
+    try:
+        client = client_for(server)
+        async with client.realtime.connect(max_retries=0) as conn:
+            assert as_dict(await conn.recv())["type"] == "session.created"
+            error = as_dict(await asyncio.wait_for(conn.recv(), 10))
+            assert error["error"]["code"] == "start_timeout"
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(conn.recv(), 10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+        await client.close()
+    finally:
+        await server.aclose()
+
+
 async def test_auth_applies_to_the_realtime_endpoint(personas: PersonaRegistry) -> None:
     """With API keys on, the SDK's Authorization: Bearer <key> is the credential: a good key talks, a bad one is
     refused at the handshake (HTTP 401)."""
