@@ -319,6 +319,28 @@ async def test_voice_turn_with_server_vad_and_transcription(scripted: tuple[NpcS
     assert [c["name"] for c in function_calls(events)] == ["give"]
 
 
+async def test_talking_over_the_character_interrupts_it(scripted: tuple[NpcServer, Recording]) -> None:
+    """Server VAD's interrupt_response: speech over a reply that is still playing (its audio lasts ~13 s) starts an
+    utterance (speech_started: the client stops playback), and once it lasts the barge-in time the response is
+    interrupted (npc.response.interrupted, or response.done cancelled with turn_detected if still generating); the
+    utterance is answered."""
+    server, _ = scripted
+    async with connect(server) as conn:
+        await configure(conn, {"npc": {"scene": SCENE}, "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 300}}}})
+        await say(conn, STORY)
+        events = await collect(conn, until="response.output_audio.delta")
+        first = events[-1]["response_id"]
+        await send_audio(conn, speech(900, rate=RATE) + silence(500, rate=RATE))
+        events += await collect(conn, until="response.done", count=2, timeout=30)
+    kinds = [e["type"] for e in events]
+    assert kinds.index("input_audio_buffer.speech_started") < kinds.index("input_audio_buffer.committed")
+    interrupted = [e for e in of(events, "npc.response.interrupted") if e["response_id"] == first]
+    done_first = next(e["response"] for e in of(events, "response.done") if e["response"]["id"] == first)
+    assert interrupted or done_first["status_details"]["reason"] == "turn_detected"
+    second = [e["response"] for e in of(events, "response.done") if e["response"]["id"] != first]
+    assert len(second) == 1 and second[0]["status"] == "completed"
+
+
 async def test_manual_commit_without_turn_detection(scripted: tuple[NpcServer, Recording]) -> None:
     """turn_detection null: the client commits. Nothing to commit is an error; after a commit, response.create asks
     for the utterance's response (one response, not two)."""
