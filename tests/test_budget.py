@@ -48,7 +48,7 @@ async def test_a_late_reply_starts_with_the_filler(slow_server: tuple[NpcServer,
         await asyncio.sleep(0.5)  # the session-start preparation synthesizes the filler
         events = await turn(client, "Can I get a bowl?")
         session = next(iter(server.sessions))
-        history = [h.text for h in session.history]
+        history = [h.text for h in session.character.history]
     audio = [e for e in events if isinstance(e, p.AudioChunkEvent)]
     end = events[-1]
     assert isinstance(end, p.ResponseEnd) and end.status == "completed"

@@ -126,7 +126,7 @@ async def test_a_token_holder_cannot_read_or_write_another_players_memory(person
             await client.start_session("jin", scene=scene_dict("ramen_shop.json"), player_id="bob")
             session = next(iter(server.sessions))
             assert session.player.id == "mallory"
-            assert "4711" not in session.memory_summary
+            assert "4711" not in session.character.memory.summary
     finally:
         await _close(server, memory)
 
@@ -288,7 +288,7 @@ async def test_a_scene_too_costly_for_the_prompt_is_refused(personas: PersonaReg
             event = await client.recv(timeout=10)
             assert isinstance(event, p.ErrorEvent) and event.code == "invalid_scene"
             session = next(iter(server.sessions))
-            assert "obj_0" not in session.scene.all_ids()  # the old scene stands
+            assert "obj_0" not in session.character.scene.all_ids()  # the old scene stands
             await _turn(client, "Chopsticks, please.")
     finally:
         await _close(server, memory)

@@ -3,7 +3,10 @@ the history keeps, game events, scene updates, errors, and that no task outlives
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import inspect
+import typing
 from typing import Any
 
 import pytest
@@ -79,8 +82,8 @@ async def test_text_turn_streams_text_then_actions_then_end() -> None:
     assert [a.verb for a in end.actions] == ["give"]
     assert {"prompt_ready", "first_token", "first_text", "end"} <= end.timings.keys()
     assert llm.grammars and "chopsticks" in llm.grammars[0]
-    assert [h.kind for h in session.history] == ["player", "character"]
-    assert session.history[-1].text == "Here you go, friend. [give chopsticks player]"
+    assert [h.kind for h in session.character.history] == ["player", "character"]
+    assert session.character.history[-1].text == "Here you go, friend. [give chopsticks player]"
     await session.aclose()
 
 
@@ -99,8 +102,8 @@ async def test_new_text_interrupts_and_history_keeps_only_what_was_sent() -> Non
     assert llm.stopped_early == 1
     second = await drain_until(session, "response.end")
     assert second[-1].status == "completed" and second[-1].text == "Okay."
-    assert [h.kind for h in session.history] == ["player", "character", "player", "character"]
-    assert session.history[1].text == sent.strip()
+    assert [h.kind for h in session.character.history] == ["player", "character", "player", "character"]
+    assert session.character.history[1].text == sent.strip()
     await session.aclose()
 
 
@@ -360,3 +363,62 @@ async def test_emotion_tags_become_timed_emotion_events() -> None:
     assert emotions[1].at_ms == pytest.approx(sum(e.samples for e in audio_before) / 16, abs=0.1) and emotions[1].at_ms > 0
     assert "emotion" not in events[-1].text and "emotion" in llm.grammars[-1]
     await session.aclose()
+
+
+# -- dispatch: every client message type has its branch (issue 16)
+
+def _client_classes() -> list[type[Any]]:
+    union = typing.get_args(p.ClientMessage)[0]  # Annotated[Union[...], Field(discriminator=...)]
+    return list(typing.get_args(union))
+
+
+def test_the_dispatch_has_a_case_for_every_client_message_type() -> None:
+    """Read Session._dispatch's ``match``: one ``case p.X()`` per member of the ClientMessage union, and nothing else
+    (mypy --strict checks the same through ``assert_never``)."""
+    from npc_runtime.session import connection
+
+    tree = ast.parse(inspect.getsource(connection.Session._dispatch).strip().replace("\n    ", "\n"))
+    (match,) = [node for node in ast.walk(tree) if isinstance(node, ast.Match)]
+    cases = [c.pattern.cls.attr for c in match.cases if isinstance(c.pattern, ast.MatchClass) and isinstance(c.pattern.cls, ast.Attribute)]
+    assert sorted(cases) == sorted(cls.__name__ for cls in _client_classes())
+    assert len(cases) == len(set(cases)) == len(p.CLIENT_TYPES)
+    assert {cls.model_fields["type"].default for cls in _client_classes()} == set(p.CLIENT_TYPES)
+
+
+async def test_every_client_message_type_is_handled_by_a_started_session() -> None:
+    """One message of each type through handle(): each gets its answer (an event, or an error event with its own
+    code); none reaches the catch-all, which would raise."""
+    examples: dict[str, p.ClientMessage] = {
+        "session.start": p.SessionStart(character="jin"),
+        "input.text": p.TextInput(text="Chopsticks please", id="t1"),
+        "scene.update": p.SceneUpdate(scene=p.Scene.model_validate(scene_dict("ramen_shop.json"))),
+        "game.event": p.GameEvent(description="The door creaks.", react=False),
+        "response.cancel": p.ResponseCancel(response_id="nope"),
+        "input.audio.commit": p.AudioCommit(),
+        "input.audio.clear": p.AudioClear(),
+        "playback.mark": p.PlaybackMark(response_id="nope", played_ms=10),
+        "scene.converse": p.Converse(topic="the weather", turns=2),
+        "ping": p.Ping(id="p1"),
+    }
+    assert set(examples) == set(p.CLIENT_TYPES)
+    session = await started(FakeLLM(["Here you go."]))
+    answers: dict[str, str] = {}
+    for kind, msg in examples.items():
+        await session.handle(msg)
+        await asyncio.sleep(0.05)
+        out = []
+        while not session.outbox.empty():
+            item = session.outbox.get_nowait()
+            if not isinstance(item, bytes):
+                out.append(item)
+        answers[kind] = ",".join(e.code if isinstance(e, p.ErrorEvent) else e.type for e in out)
+    await session.aclose()
+    assert answers["session.start"] == "session_exists"
+    assert answers["input.text"].startswith("response.start") and "response.end" in answers["input.text"]
+    assert answers["scene.update"] == "scene.updated"
+    assert answers["game.event"] == "game.event.accepted"
+    assert answers["response.cancel"] == "no_response"
+    assert answers["input.audio.commit"] == answers["input.audio.clear"] == "audio_in_unavailable"
+    assert answers["playback.mark"] == ""  # an unknown response's mark is ignored
+    assert answers["scene.converse"] == "no_cast"
+    assert answers["ping"] == "pong"

@@ -105,6 +105,37 @@ def test_the_fakes_satisfy_the_protocols_and_load_no_engine() -> None:
     assert out.stdout.strip() == "False"  # the runtime and the engines never import the fakes
 
 
+async def test_the_listener_says_once_when_the_voice_has_lasted_barge_in_ms() -> None:
+    """Barge-in is driven by the listener's events (no polling): ``SpeechLasted`` comes once per utterance, after its
+    ``SpeechStarted`` and before its ``SpeechStopped``, when the voice (not the silence after it) reaches ``lasted_ms``;
+    a shorter utterance gets none; without ``lasted_ms`` there is none."""
+    from npc_runtime.asr.listener import ListenConfig, Listener, SpeechLasted
+
+    async def events_of(pcm: bytes, lasted_ms: float | None) -> list[Any]:
+        listener = Listener(asr=FakeASR(["a", "b"]), vad=FakeVAD(), config=ListenConfig(partials=False, lasted_ms=lasted_ms))
+        for offset in range(0, len(pcm), 640):
+            listener.feed(pcm[offset:offset + 640])
+        listener.commit()
+        await listener.drain()
+        out: list[Any] = []
+        async with asyncio.timeout(5):
+            async for event in listener.events():
+                out.append(event)
+                if type(event).__name__ == "TranscriptFinal":
+                    break
+        await listener.aclose()
+        return out
+
+    long = await events_of(silence(200) + speech(900) + silence(900), 500)
+    names = [type(e).__name__ for e in long]
+    assert names == ["SpeechStarted", "SpeechLasted", "SpeechStopped", "TranscriptFinal"]
+    lasted = long[1]
+    assert isinstance(lasted, SpeechLasted) and lasted.utterance_id == long[0].utterance_id and 500 <= lasted.voiced_ms < 600
+    short = await events_of(silence(200) + speech(300) + silence(900), 500)
+    assert "SpeechLasted" not in [type(e).__name__ for e in short]
+    assert "SpeechLasted" not in [type(e).__name__ for e in await events_of(silence(200) + speech(900) + silence(900), None)]
+
+
 def test_voiced_ms_leaves_out_the_silence_after_the_voice() -> None:
     """What the barge-in watch measures: the voice so far (a pause inside counts), not the silence that follows it."""
     ep = Endpointer(EndpointConfig(start_ms=30, end_silence_ms=100, min_speech_ms=50, speculative_ms=40), window_ms=10.0)
@@ -139,7 +170,7 @@ async def test_end_of_turn_by_silence_gives_partials_the_transcript_and_a_reply(
             events = await until(client, response_end)
         finally:
             await stop(sender)
-        history = list(next(iter(server.sessions)).history)
+        history = list(next(iter(server.sessions)).character.history)
     seq = kinds(events)
     assert seq.index("speech.started") < seq.index("speech.stopped") < seq.index("transcript.final") < seq.index("response.start")
     started = next(e for e in events if isinstance(e, p.SpeechStarted))
@@ -300,7 +331,7 @@ async def test_barge_in_stops_the_reply_and_history_keeps_only_what_was_heard(
                         break
         finally:
             await stop(sender)
-        history = list(next(iter(server.sessions)).history)
+        history = list(next(iter(server.sessions)).character.history)
     seq = kinds(events)
     first_end = next(e for e in events if isinstance(e, p.ResponseEnd))
     interrupted = [e for e in events if isinstance(e, p.ResponseInterrupted)]
@@ -330,6 +361,44 @@ async def test_barge_in_stops_the_reply_and_history_keeps_only_what_was_heard(
     assert [h.kind for h in history] == ["player", "character", "player", "character"]
 
 
+async def test_barge_in_over_a_cast_member_keeps_what_the_player_heard_of_its_reply(personas: PersonaRegistry) -> None:
+    """The same over a cast member (session.start cast; the player speaks to Nova): the barge-in stops Nova's
+    playback, and the playback marks of Nova's response cut Nova's own history to what was heard."""
+    served, _ = story_server(personas, 0.0)
+    async with served as server, NpcClient.connect(server.url) as client:
+        ready = await client.start_session("jin", scene=scene_dict("ramen_shop.json"), cast=["nova"])
+        assert ready.audio is not None and [c.id for c in ready.cast] == ["nova"]
+        await client.send(p.TextInput(text="Nova, tell me the story of the shop.", to="nova"))
+        reply: str | None = None
+        sender: asyncio.Task[None] | None = None
+        events: list[Any] = []
+        try:
+            async with asyncio.timeout(30):
+                async for event in client.events():
+                    if isinstance(event, AudioFrame):
+                        continue
+                    events.append(event)
+                    if isinstance(event, p.AudioChunkEvent) and event.speaker == "nova":
+                        reply = reply or event.response_id
+                        received_ms = event.start_ms + event.samples * 1000 / ready.audio.sample_rate
+                        if sender is None and event.response_id == reply and received_ms >= HEARD_MS:
+                            sender = asyncio.create_task(mic(client, speech(900)))
+                    if isinstance(event, p.ResponseInterrupted):
+                        assert reply is not None and event.speaker == "nova"
+                        await client.playback_mark(reply, HEARD_MS)
+                    if isinstance(event, p.ResponseEnd) and event.response_id != reply:
+                        break
+        finally:
+            await stop(sender)
+        session = next(iter(server.sessions))
+        nova, jin = session.cast["nova"].history, session.character.history
+    assert sum(isinstance(e, p.ResponseInterrupted) for e in events) == 1
+    assert next(e for e in events if isinstance(e, p.ResponseEnd)).speaker == "nova"
+    heard = next(h.text for h in nova if h.kind == "character")
+    assert heard == "Long ago, before the shop had", heard  # Nova's history: only what was heard
+    assert not any(h.kind == "character" for h in jin[:2])  # Jin only perceived it (an event), he did not say it
+
+
 async def test_a_backchannel_does_not_interrupt(personas: PersonaRegistry) -> None:
     """Twin of test_voice_in.py's test of the same name (at espeak's rate, 22050 Hz: the audio is resampled):
     speech over the character shorter than barge_in_ms is a backchannel: no interruption, a final marked
@@ -354,7 +423,7 @@ async def test_a_backchannel_does_not_interrupt(personas: PersonaRegistry) -> No
             events = await until(client, done)
         finally:
             await stop(sender)
-        history = list(next(iter(server.sessions)).history)
+        history = list(next(iter(server.sessions)).character.history)
     end = next(e for e in events if isinstance(e, p.ResponseEnd))
     final = next(e for e in events if isinstance(e, p.TranscriptFinal))
     assert end.status == "completed" and end.text.strip() == STORY
@@ -437,7 +506,7 @@ async def test_a_failing_recogniser_is_reported_and_the_session_goes_on(personas
         assert "transcript.final" not in kinds(events)
         replies = [e async for e in client.say("Can you hear me?")]
         assert replies[-1].status == "completed" and replies[-1].text == "Pardon?"
-        assert next(iter(server.sessions)).listener is not None  # listening again
+        assert next(iter(server.sessions)).voice is not None  # listening again
         asr.fail_with = None
         await client.stream_audio(speech(800) + silence(700), sample_rate=RATE, realtime=False)
         events = await until(client, response_end)

@@ -261,7 +261,7 @@ async def _barge_in(server: NpcServer, llm: FakeLLM, jfk_pcm: bytes, *, still_ge
                 mic.cancel()
             await asyncio.gather(marks, *([mic] if mic else []), return_exceptions=True)
         session = next(iter(server.sessions))
-        history = list(session.history)
+        history = list(session.character.history)
     seq = kinds(events)
     first_end = next(e for e in events if isinstance(e, p.ResponseEnd))
     stop = next(e for e in events if isinstance(e, p.ResponseInterrupted))
@@ -403,4 +403,4 @@ async def test_a_failing_recogniser_is_reported_and_the_session_goes_on(
                 while not isinstance(event := await client.recv(), p.ResponseEnd):
                     assert not isinstance(event, p.ErrorEvent) or event.code == "asr_failed", event  # later utterances fail too
             assert event.status == "completed" and event.text == "Pardon?"
-            assert next(iter(server.sessions)).listener is not None  # listening again
+            assert next(iter(server.sessions)).voice is not None  # listening again

@@ -41,7 +41,7 @@ from npc_runtime.asr.resample import Resampler
 from npc_runtime.asr.stabilize import Stabilizer
 from npc_runtime.errors import BusyError, NpcError
 
-__all__ = ["AudioError", "ListenConfig", "ListenEvent", "Listener", "SpeechStarted", "SpeechStopped",
+__all__ = ["AudioError", "ListenConfig", "ListenEvent", "Listener", "SpeechLasted", "SpeechStarted", "SpeechStopped",
            "TranscriptFinal", "TranscriptPartial", "UtteranceRefused"]
 
 SPM = SAMPLE_RATE / 1000  # samples per ms
@@ -63,6 +63,9 @@ class ListenConfig:
     #: the client gets ``busy``). A tiny.en decode takes ~0.9 s on one core here: 4 waiting is ~3.5 s.
     partial_max_pending: int = 1
     max_decodes_waiting: int = 4
+    #: Say when the voice of the utterance in progress has lasted this long (:class:`SpeechLasted`, once per
+    #: utterance; the session's barge-in threshold); None: never.
+    lasted_ms: float | None = None
 
 
 class AudioError(NpcError):
@@ -85,6 +88,13 @@ class SpeechStopped:
     duration_ms: float
     discarded: bool
     forced: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechLasted:
+    """The voice of the utterance in progress has lasted ``ListenConfig.lasted_ms`` (silence after it not counted)."""
+    utterance_id: str
+    voiced_ms: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +122,7 @@ class UtteranceRefused:
     error: NpcError
 
 
-ListenEvent = SpeechStarted | SpeechStopped | TranscriptPartial | TranscriptFinal | UtteranceRefused
+ListenEvent = SpeechStarted | SpeechStopped | SpeechLasted | TranscriptPartial | TranscriptFinal | UtteranceRefused
 
 
 @dataclass(slots=True)
@@ -163,6 +173,7 @@ class _Utterance:
     stabilizer: Stabilizer = field(default_factory=Stabilizer)
     paused: bool = False
     ended: bool = False
+    lasted: bool = False     # SpeechLasted was said
     speculative: tuple[float, asyncio.Task[Transcript]] | None = None  # (speech end ms, decode)
 
 
@@ -354,6 +365,7 @@ class Listener:
         for prob in probs:
             for event in self._endpointer.push(float(prob)):
                 self._on_endpoint(event)
+            self._check_lasted()
         utterance = self._utterance
         if utterance is None:
             self._forget()
@@ -363,6 +375,15 @@ class Listener:
                 utterance.partial_mark = self._audio.end
                 audio = self._audio.slice(utterance.audio_from, self._audio.end)
                 self._partial = self._spawn(self._decode_partial(utterance, audio, generation), f"partial-{utterance.id}")
+
+    def _check_lasted(self) -> None:
+        utterance, lasted_ms = self._utterance, self.config.lasted_ms
+        if utterance is None or utterance.lasted or lasted_ms is None:
+            return
+        voiced = self._endpointer.voiced_ms()
+        if voiced >= lasted_ms:
+            utterance.lasted = True
+            self._emit(SpeechLasted(utterance.id, voiced))
 
     def _forget(self) -> None:
         """No utterance: keep only the audio and frame times a coming start may reach back to."""

@@ -11,7 +11,7 @@ LLM at its next token.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -153,7 +153,7 @@ class Dialogue:
             await self.llm.validate_grammar(request.grammar)
         await self.llm.prefill(prefix)
 
-    async def respond(self, turn: TurnInput, *, timeline: Timeline, stats: TurnStats) -> AsyncIterator[SpeechDelta | ActionOut | EmotionOut]:
+    async def respond(self, turn: TurnInput, *, timeline: Timeline, stats: TurnStats) -> AsyncGenerator[SpeechDelta | ActionOut | EmotionOut, None]:
         """Stream one reply. Cancel-safe: closing it stops generation; what was yielded stands."""
         verbs = allowed_verbs(turn.persona, turn.scene)
         ending = Ending(turn.max_tokens or turn.persona.llm.max_tokens)

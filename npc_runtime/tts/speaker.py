@@ -10,7 +10,7 @@ Cancel-safe: cancelling the caller closes the engine's stream, which stops at it
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -70,13 +70,13 @@ class Speaker:
         """Audio synthesized so far, in ms: where the next chunk starts."""
         return self.position_samples * 1000.0 / self.sample_rate
 
-    async def feed(self, text: str) -> AsyncIterator[SpokenChunk]:
+    async def feed(self, text: str) -> AsyncGenerator[SpokenChunk, None]:
         """Add reply text; yield the audio of every unit it completes."""
         for unit in self.splitter.feed(text):
             async for chunk in self._speak(unit):
                 yield chunk
 
-    async def flush(self) -> AsyncIterator[SpokenChunk]:
+    async def flush(self) -> AsyncGenerator[SpokenChunk, None]:
         """Synthesize whatever text is pending (before an action, or at the end of the reply)."""
         for unit in self.splitter.flush():
             async for chunk in self._speak(unit):
@@ -86,7 +86,7 @@ class Speaker:
         """Place already synthesized audio (a cached filler) at the current position."""
         return [self._place(s) for s in synths if s.samples]
 
-    async def _speak(self, unit: str) -> AsyncIterator[SpokenChunk]:
+    async def _speak(self, unit: str) -> AsyncGenerator[SpokenChunk, None]:
         if self.on_unit is not None:
             self.on_unit()
         async with aclosing(self.tts.synthesize(unit)) as stream:
