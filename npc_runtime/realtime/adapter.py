@@ -11,7 +11,7 @@ at 24 kHz, ``response.action`` → a ``function_call`` output item, ``response.e
 emotions as ``npc.visemes`` / ``npc.emotion``). The mapping is documented in docs/realtime.md.
 
 Ordering: every event this adapter writes goes through the native session's ordered outbox (``Session.emit`` of a
-:class:`_Out`) while a native session runs, so that what the adapter says and what the session says reach the client
+:class:`~npc_runtime.session.Passthrough`) while a native session runs, so that what the adapter says and what the session says reach the client
 in the order they happened; before a native session exists they go straight to :attr:`RealtimeAdapter.out`.
 """
 
@@ -37,7 +37,7 @@ from npc_runtime.persona.schema import Persona
 from npc_runtime.realtime import audio as rt_audio
 from npc_runtime.realtime import events as ev
 from npc_runtime.scene import BUILTIN_VERB_NAMES, Scene, VerbArg, VerbDef
-from npc_runtime.session import Services, Session
+from npc_runtime.session import Passthrough, Services, Session
 
 log = structlog.get_logger(__name__)
 
@@ -63,13 +63,6 @@ _BETA_CONTENT = {"output_audio": "audio", "output_text": "text"}
 
 class _Refused(Exception):
     """The native session could not start for this event; the client has been told why."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Out:
-    """A Realtime event the adapter queued through the native outbox (kept in order with the session's events)."""
-
-    event: dict[str, Any]
 
 
 def _id(prefix: str) -> str:
@@ -478,8 +471,8 @@ class RealtimeAdapter:
         while True:
             item = await session.outbox.get()
             try:
-                if isinstance(item, _Out):
-                    await self._write(item.event)
+                if isinstance(item, Passthrough):
+                    await self._write(item.payload)
                 elif isinstance(item, bytes):
                     await self._on_audio(item)
                 else:
@@ -693,7 +686,7 @@ class RealtimeAdapter:
         """An event the adapter makes: through the native outbox when a session runs (in order with its events)."""
         native = self.native
         if native is not None and self._pump is not None:
-            await native.emit(_Out(event))
+            await native.emit(Passthrough(event))  # in order with the session's events
         else:
             await self._write(event)
 

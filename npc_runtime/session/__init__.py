@@ -14,7 +14,8 @@
 """
 
 from npc_runtime.session.connection import Session
+from npc_runtime.session.response import Outgoing, Passthrough
 from npc_runtime.session.services import PersonaSource, Services
 from npc_runtime.session.states import TRANSITIONS, State, Trigger, next_state
 
-__all__ = ["TRANSITIONS", "PersonaSource", "Services", "Session", "State", "Trigger", "next_state"]
+__all__ = ["TRANSITIONS", "Outgoing", "Passthrough", "PersonaSource", "Services", "Session", "State", "Trigger", "next_state"]

@@ -14,7 +14,7 @@ import enum
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 
@@ -35,8 +35,17 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-#: What goes to the client, in order: an event, or the binary frame of the audio chunk announced just before.
-Outgoing = p.ServerEvent | bytes
+@dataclass(frozen=True, slots=True)
+class Passthrough:
+    """An item a protocol adapter (the Realtime endpoint) queues in the outbox, in order with the session's events;
+    the session never reads it, and the adapter's own pump takes it back out."""
+
+    payload: dict[str, Any]
+
+
+#: What goes to the client, in order: an event, or the binary frame of the audio chunk announced just before (or an
+#: adapter's :class:`Passthrough`).
+Outgoing = p.ServerEvent | bytes | Passthrough
 
 
 class Status(enum.Enum):

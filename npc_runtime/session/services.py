@@ -17,7 +17,7 @@ from npc_runtime.tts.filler import FillerCache
 
 if TYPE_CHECKING:
     from npc_runtime.knowledge.base import KnowledgeBase
-    from npc_runtime.memory import MemoryStore
+    from npc_runtime.memory import Memory
 
 
 class PersonaSource(Protocol):
@@ -47,7 +47,7 @@ class Services:
     asr_partial: ASR | None = None
     #: Per-character knowledge (RAG) and per-player memory; each is off when None.
     knowledge: "KnowledgeBase | None" = None
-    memory: "MemoryStore | None" = None
+    memory: "Memory | None" = None
     retrieval_k: int = 3
     retrieval_budget_ms: float = 150.0
     metrics: Metrics | None = None
