@@ -133,9 +133,11 @@ class NpcServer:
         log.info("draining", sessions=len(self.sessions), timeout_s=timeout_s)
         self._server.close(close_connections=False)  # stop accepting; open connections go on
         deadline = loop.time() + timeout_s
-        while loop.time() < deadline and any(s.turn is not None or not s.outbox.empty() for s in self.sessions):  # noqa: ASYNC110 - no one event spans the sessions
+        while loop.time() < deadline and any(s.responding or not s.outbox.empty() for s in self.sessions):  # noqa: ASYNC110 - no one event spans the sessions
             await asyncio.sleep(0.05)
-        cut = sum(s.turn is not None for s in self.sessions)
+        cut = sum(s.responding for s in self.sessions)
+        # what was said reaches memory before the close, so the server the player reconnects to has all of it
+        await asyncio.gather(*(s.save() for s in list(self.sessions)), return_exceptions=True)
         log.info("drained; closing connections (1001)", sessions=len(self.sessions), responses_cut=cut)
         await asyncio.gather(*(ws.close(1001, "server shutting down") for ws in list(self._server.connections)),
                              return_exceptions=True)

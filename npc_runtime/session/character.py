@@ -161,4 +161,4 @@ class Character:
             self._prepare_task.cancel()
             await asyncio.gather(self._prepare_task, return_exceptions=True)
         self.remember(everything=True)
-        await self.memory.aclose()
+        await self.memory.wait()

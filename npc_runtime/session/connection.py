@@ -333,6 +333,21 @@ class Session:
         main.hears("player", text)
         self._respond(main, player_text=text, trigger="voice", ref=utterance_id, started_at=speech_end_wall)
 
+    # -- for the server
+
+    @property
+    def responding(self) -> bool:
+        """A character's response is running."""
+        return self.character is not None and self._running() is not None
+
+    async def save(self) -> None:
+        """Write everything said so far to memory now, the last reply included, and wait until it is written (the
+        server's drain does this before its 1001 close, so the server the player reconnects to has it all)."""
+        if self.character is not None:
+            for character in self._everyone():
+                character.remember(everything=True)
+                await character.memory.wait()
+
     # -- close
 
     async def aclose(self) -> None:

@@ -93,7 +93,7 @@ class Remembering:
             if metrics is not None:
                 metrics.memory_pending.set(memory.pending)
 
-    async def aclose(self) -> None:
-        """Wait for the writes under way (the caller writes everything first)."""
+    async def wait(self) -> None:
+        """Wait for the writes under way (each says its own failure)."""
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
