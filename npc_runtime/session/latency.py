@@ -11,10 +11,6 @@ from collections.abc import Mapping, Sequence
 
 from npc_runtime.dialogue.prompt import HistoryEntry
 
-#: How many history entries a turn is given (the prompt profile keeps the character's last few replies as turns and
-#: folds the rest into facts: npc_runtime/dialogue/history.py).
-HISTORY_WINDOW = 16
-
 #: The filler plays when there is nothing to say yet at this share of the budget.
 FILLER_AT = 0.75
 #: A turn that waited for the model at least this share of the budget (behind other sessions' turns) may be shortened.
@@ -22,8 +18,11 @@ WAITED_SHARE = 0.25
 
 
 def history_window(history: Sequence[HistoryEntry]) -> tuple[HistoryEntry, ...]:
-    """The entries a turn's prompt is given: the last :data:`HISTORY_WINDOW`."""
-    return tuple(history[-HISTORY_WINDOW:])
+    """The entries a turn's prompt is given: the whole conversation. The prompt shapes it
+    (:func:`npc_runtime.dialogue.history.shape_history`: the last few replies as chat turns, older lines folded into
+    facts, the cut moving in blocks counted from the conversation's start — so a turn's prompt extends the previous
+    one's and the engine's saved context still matches; a window that slid here every turn broke that: issue 18)."""
+    return tuple(history)
 
 
 def filler_delay_ms(budget_ms: float, elapsed_ms: float) -> float:
