@@ -155,10 +155,10 @@ class NpcClient:
         """End the player's turn now (push-to-talk released) instead of waiting for the silence."""
         return await self.send(p.AudioCommit())
 
-    async def playback_mark(self, response_id: str, played_ms: float) -> None:
+    async def playback_mark(self, response_id: str, played_ms: float, *, stopped: bool = False) -> None:
         """Report how much of a response's audio the player has heard (send a few times a second while
-        playing, and once when playback stops)."""
-        await self.send(p.PlaybackMark(response_id=response_id, played_ms=round(played_ms, 1)))
+        playing, and once when playback stops). ``stopped``: the game stopped playing it there on its own."""
+        await self.send(p.PlaybackMark(response_id=response_id, played_ms=round(played_ms, 1), stopped=stopped))
 
     async def game_event(self, description: str, *, react: bool = False) -> str | None:
         return await self.send(p.GameEvent(description=description, react=react))

@@ -139,6 +139,9 @@ class PlaybackMark(_Msg):
     id: str | None = Field(default=None, max_length=64)
     response_id: str = Field(description="The response whose audio is playing.")
     played_ms: float = Field(ge=0, description="How much of that response's audio the player has heard, in ms of its audio timeline.")
+    stopped: bool = Field(default=False, description=(
+        "The client stopped playing this response here, on its own (a skip button, a cutscene): the character "
+        "remembers having said only what was heard, as after a barge-in. Optional; false: playback goes on."))
 
 
 class Ping(_Msg):

@@ -399,6 +399,33 @@ async def test_barge_in_over_a_cast_member_keeps_what_the_player_heard_of_its_re
     assert not any(h.kind == "character" for h in jin[:2])  # Jin only perceived it (an event), he did not say it
 
 
+@pytest.mark.parametrize("token_delay", [0.0, 0.1], ids=["finished", "generating"])
+async def test_a_client_that_stops_playback_on_its_own_cuts_the_history_there(personas: PersonaRegistry,
+                                                                              token_delay: float) -> None:
+    """playback.mark with stopped: true (a skip button; the Realtime endpoint's conversation.item.truncate): no
+    barge-in, yet the character remembers only what was heard — of a reply that had finished and was only playing,
+    and of one still being generated, which stops (interrupted)."""
+    served, llm = story_server(personas, token_delay)
+    async with served as server, NpcClient.connect(server.url) as client:
+        await client.start_session("jin", scene=scene_dict("ramen_shop.json"))
+        await client.send(p.TextInput(text="Tell me the story of the shop."))
+        events = await until(client, lambda e, _: isinstance(e, p.ResponseEnd) or (
+            token_delay > 0 and isinstance(e, p.AudioChunkEvent) and e.start_ms >= HEARD_MS))
+        reply = events[0].response_id
+        await client.playback_mark(reply, HEARD_MS, stopped=True)
+        if token_delay:
+            events = await until(client, response_end)
+            assert events[-1].status == "interrupted" and len(words_of(events[-1].text)) < len(words_of(STORY)) - 10
+        else:
+            assert events[-1].status == "completed" and events[-1].text == STORY
+        replies = [e async for e in client.say("Go on.")]
+        assert replies[-1].status == "completed"
+        history = list(next(iter(server.sessions)).character.history)
+    assert [h.text for h in history if h.kind == "character"][0] == "Long ago, before the shop had"
+    prompt = " ".join(m.content for m in llm.requests[-1].messages)
+    assert "Long ago, before the shop had" in prompt and STORY not in prompt
+
+
 async def test_a_backchannel_does_not_interrupt(personas: PersonaRegistry) -> None:
     """Twin of test_voice_in.py's test of the same name (at espeak's rate, 22050 Hz: the audio is resampled):
     speech over the character shorter than barge_in_ms is a backchannel: no interruption, a final marked

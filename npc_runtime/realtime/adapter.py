@@ -407,7 +407,7 @@ class RealtimeAdapter:
             raise ev.RealtimeError(f"audio_end_ms {event.audio_end_ms} is past the item's audio ({audio_ms:.0f} ms)",
                                    code="invalid_value", param="audio_end_ms", event_id=event.event_id)
         await native.handle(p.PlaybackMark(id=self._ref(event.event_id), response_id=response.native_id,
-                                           played_ms=float(event.audio_end_ms)))
+                                           played_ms=float(event.audio_end_ms), stopped=True))
         await self._send({"type": "conversation.item.truncated", "item_id": event.item_id, "content_index": 0,
                           "audio_end_ms": event.audio_end_ms})
 

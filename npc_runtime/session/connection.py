@@ -100,7 +100,7 @@ class Session:
             case p.ResponseCancel():
                 await self._cancel(msg)
             case p.PlaybackMark():
-                self._on_mark(msg)
+                await self._on_mark(msg)
             case p.AudioCommit():
                 self._require_voice().commit()
             case p.AudioClear():
@@ -294,12 +294,18 @@ class Session:
 
     # -- what the player heard
 
-    def _on_mark(self, msg: p.PlaybackMark) -> None:
+    async def _on_mark(self, msg: p.PlaybackMark) -> None:
         response = self._running(msg.response_id) or self.recent.find(msg.response_id)
         if response is None:
             log.debug("playback mark for an unknown or old response", ref_response=msg.response_id)
             return
         response.playback.marked(msg.played_ms)
+        if msg.stopped and not response.playback.cut:  # the client stopped playback on its own: cut it there
+            log.info("playback stopped by the client", response=response.id, played_ms=msg.played_ms, running=not response.ended)
+            response.stop_playback()
+            if not response.ended:  # nothing more of it will be played: stop making it
+                await response.interrupt()
+                return  # its end records what was heard
         if response.playback.cut:
             self._member(response.speaker_id).heard_changed(response)
 
