@@ -161,3 +161,17 @@ async def test_a_session_comes_back_to_its_own_sequence(batched) -> None:
     print(f"\nsecond turn: {stats}")
     assert stats.prefix == "session"
     assert stats.evaluated_tokens < stats.prompt_tokens - stats.prefix_tokens  # only the new lines were read
+
+
+async def test_a_session_pushed_out_of_its_slot_comes_back_from_its_saved_state(batched) -> None:
+    """More conversations than slots: the least recently used one is saved (a state blob) and restored on its
+    next turn, so it still reads only its new lines."""
+    first = turn_request(batched, "Hi Jin, I'm back.", session="evicted")
+    reply = "".join([c.text async for c in batched.stream(first)])
+    for i in range(batched.batch + 1):  # every slot taken by another conversation since
+        [c async for c in batched.stream(turn_request(batched, "What's good tonight?", session=f"crowd{i}"))]
+    messages = [*first.messages, ChatMessage("assistant", reply), ChatMessage("user", "Hand me the menu.")]
+    [c async for c in batched.stream(dataclasses.replace(first, messages=messages))]
+    stats = batched.stats
+    assert stats.prefix == "session"
+    assert stats.evaluated_tokens < stats.prompt_tokens - stats.prefix_tokens

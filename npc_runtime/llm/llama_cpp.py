@@ -424,8 +424,7 @@ class LlamaCppEngine:
         if batch:
             from npc_runtime.llm.llama_batch import Batcher, BatchWorker  # noqa: PLC0415 - only when batching
 
-            self._batch_worker = BatchWorker(self._worker, n_ctx=n_ctx, n_cells=2 * n_ctx, max_active=batch,
-                                             n_seqs=max_prefix_states + max_session_states + batch + 2, prefill_chunk=128)
+            self._batch_worker = BatchWorker(self._worker, n_ctx=n_ctx, slots=batch, prefill_chunk=128)
             self._batcher = Batcher(self._thread, self._batch_worker)
         self._load_lock = asyncio.Lock()
         self._loaded = False
