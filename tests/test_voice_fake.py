@@ -136,6 +136,38 @@ async def test_the_listener_says_once_when_the_voice_has_lasted_barge_in_ms() ->
     assert "SpeechLasted" not in [type(e).__name__ for e in await events_of(silence(200) + speech(900) + silence(900), None)]
 
 
+@pytest.mark.parametrize(("final_busy", "yield_", "partials_expected"), [(0, True, True), (1, True, False), (1, False, True)],
+                         ids=["finals-idle", "finals-busy", "finals-busy-no-yield"])
+async def test_partials_yield_to_finals(final_busy: int, yield_: bool, partials_expected: bool) -> None:
+    """While the final recogniser has a decode queued or running (``extra_pending``: another session's final), no
+    partial starts on the partial recogniser; the utterance's own final still comes (issue 18)."""
+    from npc_runtime.asr.listener import ListenConfig, Listener
+
+    final, partial = FakeASR(["One two three four five six."], extra_pending=final_busy), FakeASR(["One two three four five six."])
+    listener = Listener(asr=final, vad=FakeVAD(), partial_asr=partial,
+                        config=ListenConfig(partials=True, partial_interval_ms=200, partials_yield=yield_,
+                                            max_decodes_waiting=8))
+    pcm = silence(200) + speech(2000) + silence(900)
+    names: list[str] = []
+
+    async def consume() -> None:
+        async for event in listener.events():
+            names.append(type(event).__name__)
+            if names[-1] == "TranscriptFinal":
+                return
+
+    consumer = asyncio.create_task(consume())
+    for offset in range(0, len(pcm), 640):
+        listener.feed(pcm[offset:offset + 640])
+        await asyncio.sleep(0)  # let the listener process as a live microphone would
+    listener.commit()
+    async with asyncio.timeout(5):
+        await consumer
+    await listener.aclose()
+    assert names[-1] == "TranscriptFinal"
+    assert any(p for p, _ in partial.decodes) is partials_expected, (partial.decodes, names)
+
+
 def test_voiced_ms_leaves_out_the_silence_after_the_voice() -> None:
     """What the barge-in watch measures: the voice so far (a pause inside counts), not the silence that follows it."""
     ep = Endpointer(EndpointConfig(start_ms=30, end_silence_ms=100, min_speech_ms=50, speculative_ms=40), window_ms=10.0)

@@ -63,6 +63,8 @@ class ListenConfig:
     #: the client gets ``busy``). A tiny.en decode takes ~0.9 s on one core here: 4 waiting is ~3.5 s.
     partial_max_pending: int = 1
     max_decodes_waiting: int = 4
+    #: No partial starts while a final decode is queued or running on the final recogniser (any session's).
+    partials_yield: bool = True
     #: Say when the voice of the utterance in progress has lasted this long (:class:`SpeechLasted`, once per
     #: utterance; the session's barge-in threshold); None: never.
     lasted_ms: float | None = None
@@ -371,7 +373,7 @@ class Listener:
             self._forget()
         elif self.config.partials and not utterance.paused and (self._partial is None or self._partial.done()):
             if ((self._audio.end - utterance.partial_mark) / SPM >= self.config.partial_interval_ms
-                    and queue_depth(self._partial_asr) < self.config.partial_max_pending):
+                    and queue_depth(self._partial_asr) < self.config.partial_max_pending and not self._finals_busy()):
                 utterance.partial_mark = self._audio.end
                 audio = self._audio.slice(utterance.audio_from, self._audio.end)
                 self._partial = self._spawn(self._decode_partial(utterance, audio, generation), f"partial-{utterance.id}")
@@ -448,6 +450,12 @@ class Listener:
         utterance.ended = True
         self._utterance = None
         self._emit(stopped)
+
+    def _finals_busy(self) -> bool:
+        """Partials yield to finals: while the final recogniser has a decode queued or running (any session's), no
+        partial starts on the other one — under load a final is what a player waits for (issue 18: partials slowed
+        the finals at load ~3); a partial is only skipped, and tried again on the next frames."""
+        return self._partial_asr is not self._asr and self.config.partials_yield and queue_depth(self._asr) > 0
 
     def _final_engine(self) -> ASR:
         """The recogniser for a final decode: the final one, or the partial one when it has the shorter
