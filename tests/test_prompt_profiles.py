@@ -235,6 +235,20 @@ def test_a_record_renders_as_the_runtime_builds_the_same_turn(jin: Persona) -> N
     assert render_record(record, profile="compact")[0][0].content != messages[0].content
 
 
+def test_a_record_in_a_scene_with_declared_verbs_renders_them_as_a_session_does(jin: Persona) -> None:
+    from npc_runtime.dialogue.turn import allowed_verbs
+
+    scene = Scene.model_validate_json((CHARACTERS.parent / "scenes" / "ramen_shop_verbs.json").read_text(encoding="utf-8"))
+    record = _record(scene=scene.model_dump(), reply="[sit stool] Don't mind if I do.")
+    messages, _ = render_record(record)
+    history = [HistoryEntry("player", "Hi."), HistoryEntry("character", "Welcome, friend."),
+               HistoryEntry("event", "Kai knocks a bowl off the counter.")]
+    runtime, _ = build_messages(jin, allowed_verbs(jin, scene), scene.without("jin"), history, player_text="Oops. Sorry!",
+                                player_name="Kai", memory_summary="\n".join(record["memory"]), facts=record["facts"], profile="tuned")
+    assert messages == runtime
+    assert "[sit OBJECT_ID] sits down on a seat" in messages[0].content and "[emote wave|bow|shrug]" in messages[0].content
+
+
 def test_a_bad_record_is_refused() -> None:
     with pytest.raises(ValidationError):
         render_record(_record(speaker="jin"))  # unknown key

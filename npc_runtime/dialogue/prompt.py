@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from npc_runtime.actions import declared
 from npc_runtime.dialogue.compact import compact_prefix, scene_examples
 from npc_runtime.dialogue.full import full_prefix
 from npc_runtime.dialogue.guard import admissible_facts, asked_topics
@@ -268,13 +269,15 @@ class TrainingRecord(BaseModel):
 
 def render_record(record: Mapping[str, Any] | TrainingRecord, *, profile: Profile = "tuned") -> tuple[list[ChatMessage], str]:
     """``(messages, reply)`` for one training record: the messages the runtime builds for that turn with
-    ``profile`` (``tuned`` by default: what an adapter is trained on), and the reply to learn."""
+    ``profile`` (``tuned`` by default: what an adapter is trained on), and the reply to learn. The verbs are the
+    session's (:func:`~npc_runtime.dialogue.turn.allowed_verbs`): the persona's and the scene's own, so a scene's
+    declared verbs are in the prompt's help as they are when served."""
     r = record if isinstance(record, TrainingRecord) else TrainingRecord.model_validate(record)
     history = [HistoryEntry(line.kind, line.text) for line in r.history]
     if r.event:
         history.append(HistoryEntry("event", r.event))
     messages, _ = build_messages(
-        r.persona, list(r.persona.actions), r.scene.without(r.persona.id), history, player_text=r.player,
+        r.persona, declared(r.scene, r.persona.actions), r.scene.without(r.persona.id), history, player_text=r.player,
         player_name=r.player_name, memory_summary="\n".join(r.memory), facts=r.facts, brief=r.brief, profile=profile,
     )
     return messages, r.reply
