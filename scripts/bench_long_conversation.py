@@ -105,15 +105,16 @@ async def main() -> None:
         await server.aclose()
         await runtime.aclose()
 
-    def med(lo: int, hi: int) -> float:
-        return round(statistics.median(float(r["first_token_ms"]) for r in rows if lo <= int(r["turn"]) <= hi), 1)  # type: ignore[call-overload]
+    def med(lo: int, hi: int) -> float | None:
+        values = [float(r["first_token_ms"]) for r in rows if lo <= int(r["turn"]) <= hi]  # type: ignore[call-overload]
+        return round(statistics.median(values), 1) if values else None
 
     early, late = med(2, 9), med(25, 32)
     figures = {
         "whole_history": args.whole_history, "rag": args.rag, "memory": args.memory,
         "machine": f"{platform.machine()} cores={__import__('os').cpu_count()} python={platform.python_version()}",
         "turns": len(rows), "first_token_ms_median_turns_2_9": early, "first_token_ms_median_turns_25_32": late,
-        "ratio_late_over_early": round(late / early, 2) if early else None,
+        "ratio_late_over_early": round(late / early, 2) if early and late else None,
         "first_token_ms_turn_3": rows[2]["first_token_ms"] if len(rows) > 2 else None,
         "first_token_ms_turn_30": rows[29]["first_token_ms"] if len(rows) > 29 else None,
         "evaluated_tokens_median_turns_25_32": statistics.median(int(r.get("evaluated", 0)) for r in rows[24:32]) if len(rows) > 24 else None,  # type: ignore[call-overload]
