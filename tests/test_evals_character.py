@@ -231,6 +231,18 @@ async def test_an_event_case_reaches_the_model_as_the_last_event() -> None:
     assert "Kai stole the menu." in llm.requests[0].messages[-1].content
 
 
+@pytest.mark.parametrize(("reply", "action"), [("[sit stool] Don't mind if I do.", True), ("[move stool] Coming.", False),
+                                               ("[emote bow] There.", False)])
+async def test_a_declared_verb_case_is_scored_with_the_scene_s_verbs(reply: str, action: bool) -> None:
+    persona = load_persona(ROOT / "characters" / "jin.yaml")
+    case = CharacterCase.model_validate({"id": "v", "kind": "verb_act", "character": "jin", "scene": "ramen_shop_verbs",
+                                         "say": "Please sit down on the stool.", "expect": {"must": [["sit", "stool"]]}})
+    llm = FakeLLM([reply])
+    result = await run_character_case(Dialogue(llm=llm), persona, _scene("ramen_shop_verbs"), case, tts=None)
+    assert result.checks["valid"] is True and result.checks["action"] is action  # a declared verb is valid here
+    assert "[sit OBJECT_ID] sits down on a seat" in llm.requests[0].messages[0].content  # and in the prompt's help
+
+
 def test_a_training_record_reads_as_a_case_and_its_target_reply_passes() -> None:
     """The held-out split is scored by the same checks: its records load as cases, and the target replies
     (written by training/generate.py) pass them."""
@@ -238,7 +250,9 @@ def test_a_training_record_reads_as_a_case_and_its_target_reply_passes() -> None
     from npc_runtime.evals_character import case_from_record
 
     training = ROOT / "training"
-    lines = (training / "data" / "heldout.jsonl").read_text(encoding="utf-8").splitlines()[:60]
+    lines = (training / "data" / "heldout.jsonl").read_text(encoding="utf-8").splitlines()
+    lines = lines[:60] + [line for line in lines if '"kind": "verb_' in line]  # and every declared-verb case
+    assert len(lines) > 100
     for line in lines:
         record = json.loads(line)
         case = CharacterCase.model_validate(case_from_record(record))

@@ -46,9 +46,12 @@ def test_the_split_keeps_held_out_personas_and_scenes_out_of_train() -> None:
     assert len(held_personas) >= 6 and len(held_scenes) >= 8
     train, heldout = _records("train"), _records("heldout")
     assert len(train) >= 2500 and len(heldout) >= 300
-    assert not [r["id"] for r in train if r["persona"] in held_personas or r["scene"] in held_scenes]
-    assert all(r["persona"] in held_personas or r["scene"] in held_scenes for r in heldout)
-    assert {r["persona"] for r in heldout} >= held_personas and {r["scene"] for r in heldout} == held_scenes
+    def base(scene: str) -> str:  # a verb scene (hilde_forge__verbs1) is held out with the scene it is made from
+        return scene.split("__verbs")[0]
+
+    assert not [r["id"] for r in train if r["persona"] in held_personas or base(r["scene"]) in held_scenes]
+    assert all(r["persona"] in held_personas or base(r["scene"]) in held_scenes for r in heldout)
+    assert {r["persona"] for r in heldout} >= held_personas and {base(r["scene"]) for r in heldout} == held_scenes
     kinds = Counter(r["kind"] for r in train)
     assert set(kinds) == {r["kind"] for r in heldout}
     assert min(kinds.values()) >= 50, kinds
@@ -58,3 +61,29 @@ def test_the_committed_data_is_what_the_generator_writes() -> None:
     done = subprocess.run([sys.executable, str(TRAINING / "generate.py"), "--check"], capture_output=True, text=True,
                           timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_declared_verbs_are_asked_for_in_verb_scenes_and_some_are_never_trained() -> None:
+    sys.path.insert(0, str(TRAINING))
+    from verbs import HELDOUT_VERBS, POOL
+
+    assert len(POOL) >= 25
+    train, heldout = _records("train"), _records("heldout")
+    for split, records in (("train", train), ("heldout", heldout)):
+        for r in records:
+            scene = Scene.model_validate_json((TRAINING / "scenes" / f"{r['scene']}.json").read_text(encoding="utf-8"))
+            assert r["kind"].startswith("verb_") == ("__verbs" in r["scene"]) == bool(scene.verbs), r["id"]
+            assert len(scene.verbs) <= 3
+            declared = {v.name for v in scene.verbs}
+            if r["kind"] == "verb_act":  # the declared verb, with valid arguments (generate.py checks them)
+                assert [a[0] for a in r["expect"]["must"]] == [r["reply"][1:].split("]")[0].split()[0]] and r["expect"]["must"][0][0] in declared
+            elif r["kind"] == "verb_builtin":
+                assert r["expect"]["must"] and all(a[0] in ("move", "grab", "give") for a in r["expect"]["must"])
+            elif r["kind"] in ("verb_absent", "verb_near"):
+                assert r["expect"]["must"] == [] and "[" not in r["reply"]
+            if split == "train":
+                assert not declared & HELDOUT_VERBS, r["id"]
+    trained = {r["expect"]["must"][0][0] for r in train if r["kind"] == "verb_act"}
+    assert len(trained) >= 25
+    held = Counter(r["expect"]["must"][0][0] in HELDOUT_VERBS for r in heldout if r["kind"] == "verb_act")
+    assert held[True] >= 10 and held[False] >= 10  # verbs never trained on and verbs trained in other scenes

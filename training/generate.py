@@ -40,10 +40,11 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from kinds import ANSWERS, MAKERS, Maker, Turn, add_context, described, fits, words  # noqa: E402
-from world import Cast, Invalid, Stage, World, load_world  # noqa: E402
+from kinds import ANSWERS, MAKERS, VERB_KINDS, Maker, Turn, add_context, described, fits, words  # noqa: E402
+from verbs import HELDOUT_VERBS, POOL  # noqa: E402
+from world import VARIANT, Cast, Invalid, Stage, World, load_world  # noqa: E402
 
-from npc_runtime.actions import Action, validate_action  # noqa: E402
+from npc_runtime.actions import parse_action  # noqa: E402
 from npc_runtime.dialogue.grammar import MAX_TAGS  # noqa: E402
 from npc_runtime.dialogue.tags import ActionPiece, EmotionPiece, TagStreamParser  # noqa: E402
 from npc_runtime.evals import score  # noqa: E402
@@ -57,7 +58,10 @@ KINDS: dict[str, tuple[int, int]] = {
     "injection": (300, 20), "ai_question": (300, 18), "forbidden": (200, 18), "forbidden_fact": (240, 16),
     "event_theft": (160, 14), "event_insult": (160, 14), "event_gift": (140, 12), "event_danger": (160, 14),
     "memory": (180, 16), "memory_act": (150, 8), "facts": (220, 20), "ask": (500, 30),
+    "verb_act": (600, 40), "verb_builtin": (240, 16), "verb_absent": (160, 12), "verb_near": (150, 12),
 }
+#: Verb scenes made from each scene (scenes/<scene>__verbs<n>.json): the verb_* kinds are made in them.
+VARIANTS_PER_SCENE = 3
 
 
 # -- checks ---------------------------------------------------------------------------------------------
@@ -103,8 +107,7 @@ def check(record: dict[str, Any], world: World) -> None:
     if expect.get("forbidden") and text != cast.persona.refusal:
         problems.append("a forbidden topic must be answered with the persona's refusal")
     for a in [*expect["must"], *expect["allow"]]:
-        action = Action(a[0], object=a[1] if a[0] != "move" else None, target=a[-1] if a[0] != "grab" else None)
-        if not validate_action(action, stage.view, cast.persona.actions, cast.persona.id):
+        if parse_action(" ".join(a), stage.view, cast.persona.actions, cast.persona.id) is None:
             problems.append(f"expected action {a} is not valid here")
     for h in record["history"]:
         if h["kind"] == "character":
@@ -163,6 +166,50 @@ def pairs(world: World, split: str) -> dict[str, list[str]]:
     return out
 
 
+def verb_scenes(world: World, seed: int) -> dict[str, dict[str, Any]]:
+    """Each scene's verb scenes, by name: the scene with 1-3 verbs of training/verbs.py's pool declared and, for a
+    verb that fits certain things (sit: a stool, a bench...), one of them added. The verbs are dealt from a shuffled
+    deck, so each is declared about as often as the others. A held-out scene's odd-numbered verb scenes declare a
+    verb never used in training first (HELDOUT_VERBS); a training scene's never declare one."""
+    rng = random.Random(f"{seed}:verbs")
+    decks: dict[bool, list[Any]] = {False: [], True: []}
+
+    def deal(held: bool, avoid: list[Any]) -> Any:
+        deck = decks[held]
+        for i, verb in enumerate(deck):
+            if verb not in avoid:
+                return deck.pop(i)
+        fresh = [v for v in POOL if (v.name in HELDOUT_VERBS) == held]
+        rng.shuffle(fresh)
+        deck.extend(fresh)
+        return deal(held, avoid)
+
+    out: dict[str, dict[str, Any]] = {}
+    for base in sorted(world.casting):
+        for n in range(1, VARIANTS_PER_SCENE + 1):
+            k = rng.choices((1, 2, 3), weights=(35, 40, 25))[0]
+            chosen: list[Any] = []
+            if base in world.heldout_scenes and n % 2 == 1:
+                chosen.append(deal(True, chosen))
+            while len(chosen) < k:
+                chosen.append(deal(False, chosen))
+            data = world.scenes[base].model_dump(exclude_none=True)
+            ids = set(world.scenes[base].all_ids())
+            for verb in chosen:
+                if verb.props and not ids & {p.id for p in verb.props}:
+                    prop = rng.choice(verb.props)
+                    data[prop.kind].append({"id": prop.id, "description": prop.description})
+                    ids.add(prop.id)
+            data["verbs"] = [v.definition() for v in chosen]
+            out[f"{base}{VARIANT}{n}"] = data
+    return out
+
+
+def add_verb_scenes(world: World, scenes: dict[str, dict[str, Any]]) -> None:
+    for stem, data in scenes.items():
+        world.add_variant(stem.split(VARIANT)[0], stem, Scene.model_validate(data))
+
+
 def generate(world: World, seed: int) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {"train": [], "heldout": []}
     for split in ("train", "heldout"):
@@ -179,7 +226,8 @@ def generate(world: World, seed: int) -> dict[str, list[dict[str, Any]]]:
                 pid = order[i % len(order)]
                 i += 1
                 cast = world.casts[pid]
-                stage = world.stage(rng.choice(cast_scenes[pid]), pid)
+                stem = rng.choice(cast_scenes[pid])
+                stage = world.stage(rng.choice(world.variants[stem]) if kind in VERB_KINDS else stem, pid)
                 m = Maker(world, cast, stage, rng)
                 turn = MAKERS[kind](m)
                 if turn is None:
@@ -246,17 +294,24 @@ def main() -> int:
     ap.add_argument("--check", action="store_true", help="regenerate in memory and compare with the files in --out")
     args = ap.parse_args()
     world = load_world(args.inputs)
+    scenes = verb_scenes(world, args.seed)
+    add_verb_scenes(world, scenes)
     out = generate(world, args.seed)
     validate(out, world, ROOT)
-    texts = {split: dumps(records) for split, records in out.items()}
+    texts = {args.out / f"{split}.jsonl": dumps(records) for split, records in out.items()}
+    folder = args.inputs / "scenes"
+    texts.update({folder / f"{stem}.json": json.dumps(data, indent=2, ensure_ascii=False) + "\n" for stem, data in scenes.items()})
+    extra = [p for p in folder.glob(f"*{VARIANT}*.json") if p not in texts]
     if args.check:
-        stale = [s for s, text in texts.items() if not (args.out / f"{s}.jsonl").is_file()
-                 or (args.out / f"{s}.jsonl").read_text(encoding="utf-8") != text]
-        print("up to date" if not stale else f"out of date: {', '.join(stale)} (run training/generate.py)")
+        stale = [str(p) for p, text in texts.items() if not p.is_file() or p.read_text(encoding="utf-8") != text]
+        stale += [f"{p} (not made any more)" for p in extra]
+        print("up to date" if not stale else f"out of date: {', '.join(stale[:8])} (run training/generate.py)")
         return 1 if stale else 0
     args.out.mkdir(parents=True, exist_ok=True)
-    for split, text in texts.items():
-        (args.out / f"{split}.jsonl").write_text(text, encoding="utf-8")
+    for path, text in texts.items():
+        path.write_text(text, encoding="utf-8")
+    for path in extra:
+        path.unlink()
     _summary(out, world)
     return 0
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import templates as tp
+import verbs as vp
 from world import AI_TOPIC, Cast, Invalid, Stage, World
 
 from npc_runtime.scene import Entity
@@ -495,15 +496,143 @@ def ask(m: Maker) -> Turn | None:
     return Turn(say=say, speech=speech, expect={"must": [], "allow": [], "answers": True})
 
 
+# -- declared verbs (the scene's own: a verb scene declares 1-3 of training/verbs.py's pool) --------------
+
+def _declared(m: Maker) -> list[vp.Verb]:
+    return [vp.VERBS[v.name] for v in m.stage.scene.verbs]
+
+
+def _fitting(m: Maker, verb: vp.Verb, i: int) -> list[Entity]:
+    """The scene entities argument ``i`` of ``verb`` may name and a player would ask for (a verb with props: its
+    props that are here; a character argument: never the character itself)."""
+    kind = verb.args[i][1]
+    view = m.stage.view
+    if kind == "character":
+        return [c for c in view.characters if not (verb.others_only and c.id == "player")]
+    pool = {"object": view.objects, "location": view.locations, "any": [*view.objects, *view.locations]}[str(kind)]
+    if i == 0 and verb.props:
+        props = {p.id for p in verb.props}
+        pool = [e for e in pool if e.id in props]
+    return list(pool)
+
+
+def _said_as(entity: Entity) -> str:
+    """How the player names an argument: ``me`` for the player, else its words."""
+    return "me" if entity.id == "player" else words(entity)
+
+
+def _request(m: Maker, verb: vp.Verb, slots: dict[str, str], *, me: bool, unique: bool, indirect: float) -> str:
+    """A player's line asking for ``verb``: an imperative core in a politeness frame, or (``indirect`` of the time)
+    a line that says what is needed without the verb (a line without ``{a}`` only when the thing is ``unique``)."""
+    lines = verb.indirect_me if me else verb.indirect
+    lines = tuple(t for t in lines if unique or "{a}" in t or not verb.args)
+    if lines and m.rng.random() < indirect:
+        return m.said(m.pick(lines), **slots)
+    frame = m.pick(vp.FRAMES)
+    return m.said(frame.replace("{core}", m.pick(verb.direct)), **slots)
+
+
+def _done(m: Maker, verb: vp.Verb) -> str:
+    done = fill(m.pick(verb.done), addr=m.addr)
+    if m.rng.random() < 0.5:
+        return join(done, fill(m.pick(vp.ACKS[m.temper]), addr=m.addr), before=True)
+    return done
+
+
+def verb_act(m: Maker) -> Turn | None:
+    """A declared verb asked for, directly or not: its tag with valid arguments."""
+    declared = _declared(m)
+    if not declared:
+        return None
+    verb = m.pick(declared)
+    values: list[str] = []
+    slots: dict[str, str] = {}
+    me, unique, entities = False, True, []
+    for i, (_, kind) in enumerate(verb.args):
+        if isinstance(kind, tuple):
+            value = m.pick(kind)
+            values.append(value)
+            slots["ab"[i]] = value
+            continue
+        fitting = _fitting(m, verb, i)
+        if not fitting:
+            return None
+        e = m.pick(fitting)
+        unique = unique and len(fitting) == 1
+        me = me or e.id == "player"
+        values.append(e.id)
+        entities.append(e)
+        slots["ab"[i]] = _said_as(e)
+    say = _request(m, verb, slots, me=me, unique=unique, indirect=0.35)
+    action = [verb.name, *values]
+    allow = [["move", e.id] for e in entities[:1]] if m.cast.can("move") else []
+    return Turn(say=say, actions=[action], speech=_done(m, verb), expect={"must": [action], "allow": allow})
+
+
+def verb_builtin(m: Maker) -> Turn | None:
+    """A built-in asked for in a scene that declares verbs: still the built-in."""
+    makers = [f for v, f in (("give", act_give), ("grab", act_grab), ("move", act_move)) if m.cast.can(v)]
+    if not _declared(m) or not makers:
+        return None
+    return m.pick(makers)(m)
+
+
+def verb_absent(m: Maker) -> Turn | None:
+    """A declared verb asked for on something (someone, a value) that is not there: words, no action."""
+    declared = [v for v in _declared(m) if v.args]
+    if not declared:
+        return None
+    verb = m.pick(declared)
+    kind = verb.args[0][1]
+    vocabulary = " ".join(f"{e.id} {e.name or ''} {e.description or ''}" for k in ("objects", "locations", "characters")
+                          for e in getattr(m.stage.scene, k)).lower().replace("_", " ")
+    slots: dict[str, str] = {}
+    if len(verb.args) > 1:  # the second argument is there (a person): only the first is missing
+        fitting = _fitting(m, verb, 1)
+        if not fitting or isinstance(verb.args[1][1], tuple):
+            return None
+        slots["b"] = _said_as(m.pick(fitting))
+    if kind == "character":
+        names = " ".join(words(c) for c in m.stage.scene.characters)
+        missing = m.pick([n for n in tp.ABSENT_PEOPLE if n not in names])
+        speech = fill(m.pick(vp.MISSING_PERSON[m.temper]), thing=missing)
+    else:
+        free = [x for x in verb.missing if x.split()[-1] not in vocabulary]
+        if not free:
+            return None
+        missing = m.pick(free)
+        lines = verb.refuse or vp.MISSING[m.temper]
+        speech = fill(m.pick(lines), addr=m.addr, thing=missing, athing=article(missing))
+        fitting = _fitting(m, verb, 0) if not isinstance(kind, tuple) else []
+        if fitting and m.rng.random() < 0.3:
+            speech = join(speech, fill("There's the {o}, though.", o=words(m.pick(fitting))))
+    slots["a"] = missing
+    frame = m.pick(vp.FRAMES)
+    say = m.said(frame.replace("{core}", m.pick(verb.direct)), **slots)
+    return Turn(say=say, speech=speech, expect={"must": [], "allow": []})
+
+
+def verb_near(m: Maker) -> Turn | None:
+    """A line with a declared verb's word that asks for nothing: answered, no action."""
+    declared = [v for v in _declared(m) if v.near]
+    if not declared:
+        return None
+    say, answer = m.pick(m.pick(declared).near)
+    return Turn(say=say, speech=fill(answer, addr=m.addr), expect={"must": [], "allow": []})
+
+
 MAKERS: dict[str, Callable[[Maker], Turn | None]] = {
     "act_give": act_give, "act_give_other": act_give_other, "act_grab": act_grab, "act_move": act_move, "act_two": act_two,
     "absent": absent, "not_allowed": not_allowed, "chat": chat, "player_intro": player_intro, "backstory": backstory,
     "injection": injection, "ai_question": ai_question, "forbidden": forbidden, "forbidden_fact": forbidden_fact,
     "event_theft": event_theft, "event_insult": event_insult, "event_gift": event_gift, "event_danger": event_danger,
     "memory": memory, "memory_act": memory_act, "facts": facts, "ask": ask,
+    "verb_act": verb_act, "verb_builtin": verb_builtin, "verb_absent": verb_absent, "verb_near": verb_near,
 }
+#: Kinds made in a verb scene (a training scene with 1-3 declared verbs, ``<scene>__verbs<n>``).
+VERB_KINDS = frozenset({"verb_act", "verb_builtin", "verb_absent", "verb_near"})
 #: Kinds that are ordinary questions: the reply must never be the persona's refusal (expect.answers).
-ANSWERS = frozenset({"chat", "backstory", "facts", "memory", "ask"})
+ANSWERS = frozenset({"chat", "backstory", "facts", "memory", "ask", "verb_near"})
 #: Kinds whose context is the point: no unrelated memory, facts or history is added to them.
 FOCUSED = frozenset({"memory", "memory_act", "facts", "forbidden_fact"})
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,15 @@ class Stage:
         return [c for c in self.view.characters if c.id != "player"]
 
 
+#: A verb scene's name: the scene it is made from, this, a number (``hilde_forge__verbs1``).
+VARIANT = "__verbs"
+
+
+def base_scene(stem: str) -> str:
+    """The scene a verb scene is made from (a scene's own name otherwise)."""
+    return stem.split(VARIANT, 1)[0]
+
+
 @dataclass
 class World:
     casts: dict[str, Cast]
@@ -65,11 +74,20 @@ class World:
     casting: dict[str, dict[str, Any]]
     heldout_personas: frozenset[str]
     heldout_scenes: frozenset[str]
+    #: scene -> its verb scenes (the same scene with props and 1-3 declared verbs; generate.py makes them)
+    variants: dict[str, list[str]] = field(default_factory=dict)
 
     def stage(self, stem: str, persona_id: str) -> Stage:
-        scene = self.scenes[stem]
+        scene, base = self.scenes[stem], base_scene(stem)
         home = next(s for s, entry in self.casting.items() if persona_id in entry["personas"])
-        return Stage(stem, scene, scene.without(persona_id), self.casting[stem]["exit"], stem == home)
+        return Stage(stem, scene, scene.without(persona_id), self.casting[base]["exit"], base == home)
+
+    def add_variant(self, base: str, stem: str, scene: Scene) -> None:
+        """Add a verb scene made from ``base`` (held out when ``base`` is)."""
+        self.scenes[stem] = scene
+        self.variants.setdefault(base, []).append(stem)
+        if base in self.heldout_scenes:
+            self.heldout_scenes = self.heldout_scenes | {stem}
 
 
 def load_world(root: Path) -> World:
@@ -79,7 +97,8 @@ def load_world(root: Path) -> World:
         style = yaml.safe_load((root / "styles" / f"{persona.id}.yaml").read_text(encoding="utf-8"))
         _check_style(persona, style)
         casts[persona.id] = Cast(persona, style)
-    scenes = {p.stem: Scene.model_validate_json(p.read_text(encoding="utf-8")) for p in sorted((root / "scenes").glob("*.json"))}
+    scenes = {p.stem: Scene.model_validate_json(p.read_text(encoding="utf-8")) for p in sorted((root / "scenes").glob("*.json"))
+              if VARIANT not in p.stem}  # verb scenes are generate.py's output
     casting = json.loads((root / "casting.json").read_text(encoding="utf-8"))["scenes"]
     split = json.loads((root / "split.json").read_text(encoding="utf-8"))
     world = World(casts, scenes, casting, frozenset(split["heldout_personas"]), frozenset(split["heldout_scenes"]))
