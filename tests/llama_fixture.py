@@ -1,11 +1,13 @@
 """The real embedded engine, loaded once per test session.
 
 Import ``llama_engine`` into a test module (or conftest.py) to use it. Tests that use it are
-marked ``engine``; they skip with a reason when llama-cpp-python or the GGUF is missing.
+marked ``engine``; they skip with a reason when llama-cpp-python or the GGUF is missing. ``NPC_LLM_BATCH=N`` in the
+environment runs them on the batched engine (npc_runtime/llm/llama_batch.py), as it does the server.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 
 import pytest
@@ -23,7 +25,7 @@ async def llama_engine() -> AsyncIterator[object]:
         path = default_model_path()
     except LLMUnavailable as exc:
         pytest.skip(str(exc))
-    engine = LlamaCppEngine(model_path=path, seed=1234)
+    engine = LlamaCppEngine(model_path=path, seed=1234, batch=int(os.environ.get("NPC_LLM_BATCH") or 0))
     await engine.warm()
     try:
         yield engine

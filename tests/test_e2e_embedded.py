@@ -178,7 +178,7 @@ async def test_session_start_prefills_so_the_first_turn_is_warm(real_server: Npc
         await client.start_session("nova", scene=scene, player_name="Kai")
         events = [e async for e in client.say("Hello there.")]
     assert events[-1].status == "completed"
-    assert llama_engine.stats.prefix == "hit", llama_engine.stats
+    assert llama_engine.stats.prefix in ({"loaded"} if llama_engine.batch else {"hit"}), llama_engine.stats  # batched: restored
     assert llama_engine.stats.reused_tokens >= llama_engine.stats.prefix_tokens
 
 

@@ -161,7 +161,9 @@ async def test_prefix_state_per_character(llama_engine) -> None:  # noqa: F811
     print("\nwho label   ttft_ms prefix  prompt reused evaluated state_bytes")
     for who, label, seconds, prefix, prompt, reused, evaluated, state in rows:
         print(f"{who}   {label:<7} {seconds * 1000:7.1f} {prefix!s:<7} {prompt:6} {reused:6} {evaluated:9} {state:11}")
-    assert [r[3] for r in rows] == ["saved", "hit", "saved", "loaded", "loaded", "hit"]
+    # batched (NPC_LLM_BATCH): no turn finds the last one's context live; each new one restores the prefix's saved state
+    expected = ["saved", "loaded", "saved", "loaded", "loaded", "loaded"] if llama_engine.batch else ["saved", "hit", "saved", "loaded", "loaded", "hit"]
+    assert [r[3] for r in rows] == expected
     for row in rows[3:5]:
         assert row[5] >= row[4] - 30  # the whole prefix came from the saved state
 

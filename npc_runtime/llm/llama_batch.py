@@ -205,10 +205,14 @@ class BatchWorker:
 
     def admit(self) -> None:
         """Move waiting turns into the batch (one slot each); a turn that cannot start ends with its error."""
+        deferred: list[_Seq] = []
         while self.waiting and self.idle:
             seq = self.waiting.popleft()
             if seq.stop.is_set():
                 seq.emit(_DONE)
+                continue
+            if self._prefix_in_flight(seq.request.cache_key):
+                deferred.append(seq)  # that prefix is being read (a session-start warm-up): wait for it, read it once
                 continue
             try:
                 self._start(seq)
@@ -219,6 +223,11 @@ class BatchWorker:
                     self.idle[seq.seq_id] = (None, [])
                 seq.emit(exc)
                 seq.emit(_DONE)
+        self.waiting.extendleft(reversed(deferred))
+
+    def _prefix_in_flight(self, key: str | None) -> bool:
+        return key is not None and any(s.save_prefix and s.request.cache_key == key and len(s.tokens) < s.n_prefix
+                                       for s in self.active.values())
 
     def _start(self, seq: _Seq) -> None:
         request = seq.request
