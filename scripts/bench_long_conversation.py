@@ -4,11 +4,7 @@ the real server and client on loopback (in one process) with the real embedded m
 server's time to the first LLM token (``response.end`` timings) and what the engine read (its own figures: how the
 context was found, prompt tokens, tokens evaluated), then the median of turns 2-9 against turns 25-32.
 
-    .venv/bin/python scripts/bench_long_conversation.py [--turns 32] [--rag] [--memory] [--whole-history] [--json out.json]
-
-``--whole-history``: the session hands the prompt the whole conversation instead of its last 16 entries (its
-``HISTORY_WINDOW``; the history's block window, npc_runtime/dialogue/history.py, needs the whole conversation to
-count replies from its start). Until the session does that itself, the option sets that constant in this process.
+    .venv/bin/python scripts/bench_long_conversation.py [--turns 32] [--rag] [--memory] [--json out.json]
 
 Speech synthesis is off (the figure is the model's first token) and so are retrieval and memory unless asked for
 (retrieved passages sit after the history and cost the same on every turn; see docs/performance.md). The machine is
@@ -70,17 +66,11 @@ async def main() -> None:
     ap.add_argument("--rag", action="store_true", help="retrieve knowledge passages each turn (off by default)")
     ap.add_argument("--memory", action="store_true", help="per-player memory on (off by default)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--whole-history", action="store_true", help="give the prompt the whole conversation (see above)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
     from npc_runtime import log
 
     log.configure(level="warning")
-    if args.whole_history:
-        patched = [m for name, m in list(sys.modules.items()) if name.startswith("npc_runtime.session") and hasattr(m, "HISTORY_WINDOW")]
-        for module in patched:
-            module.HISTORY_WINDOW = 1_000_000
-        print(json.dumps({"whole_history": [m.__name__ for m in patched]}), flush=True)
     settings = Settings(tts="none", asr="none", rag=args.rag, memory=args.memory, characters_dir=ROOT / "characters",
                         log_level="warning")
     runtime = await build_runtime(settings)
@@ -111,7 +101,7 @@ async def main() -> None:
 
     early, late = med(2, 9), med(25, 32)
     figures = {
-        "whole_history": args.whole_history, "rag": args.rag, "memory": args.memory,
+        "rag": args.rag, "memory": args.memory, "llm_batch": settings.llm_batch,
         "machine": f"{platform.machine()} cores={__import__('os').cpu_count()} python={platform.python_version()}",
         "turns": len(rows), "first_token_ms_median_turns_2_9": early, "first_token_ms_median_turns_25_32": late,
         "ratio_late_over_early": round(late / early, 2) if early and late else None,
