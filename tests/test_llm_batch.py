@@ -175,3 +175,29 @@ async def test_a_session_pushed_out_of_its_slot_comes_back_from_its_saved_state(
     stats = batched.stats
     assert stats.prefix == "session"
     assert stats.evaluated_tokens < stats.prompt_tokens - stats.prefix_tokens
+
+
+async def test_a_prompt_longer_than_a_slot_is_refused_and_the_batch_goes_on(batched) -> None:
+    from npc_runtime.errors import LLMRejected
+
+    huge = GenerationRequest(messages=[ChatMessage("user", "tick " * 5000)], max_tokens=4)
+    with pytest.raises(LLMRejected):
+        [c async for c in batched.stream(huge)]
+    again = [c async for c in batched.stream(GenerationRequest(messages=[ChatMessage("user", "Hi")], grammar='root ::= ("yes" | "no")', max_tokens=4))]
+    assert "".join(c.text for c in again) in {"yes", "no"}
+
+
+async def test_closing_the_engine_ends_a_running_stream() -> None:
+    from npc_runtime.llm.llama_cpp import LlamaCppEngine, default_model_path
+
+    engine = LlamaCppEngine(model_path=default_model_path(), seed=1, batch=2)
+    await engine.warm()
+    stream = engine.stream(GenerationRequest(messages=[ChatMessage("user", "Count")], grammar=LOOPING, max_tokens=400))
+    seen = 0
+    async for _ in stream:
+        seen += 1
+        if seen == 3:
+            await engine.aclose()  # stops every sequence, frees the context once the loop has left
+    assert 3 <= seen < 400
+    with pytest.raises(LLMUnavailable):
+        [c async for c in engine.stream(GenerationRequest(messages=[ChatMessage("user", "Hi")], max_tokens=2))]

@@ -43,7 +43,7 @@ import numpy as np
 import structlog
 
 from npc_runtime.engine_thread import EngineThread
-from npc_runtime.errors import GrammarError, LLMError, LLMRejected, NpcError
+from npc_runtime.errors import GrammarError, LLMError, LLMRejected, LLMUnavailable, NpcError
 from npc_runtime.llm.base import GenerationRequest, LLMChunk
 
 log = structlog.get_logger(__name__)
@@ -519,7 +519,7 @@ class Batcher:
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` on the engine thread between two steps. A cancelled call still runs."""
         if self.thread.closed:
-            raise LLMError("the engine is closed")
+            raise LLMUnavailable("the llm-llama engine is closed")
         future: Future[Any] = Future()
         with self._lock:
             self._calls.append((fn, args, future))
@@ -528,7 +528,7 @@ class Batcher:
 
     async def stream(self, request: GenerationRequest, *, prefix_only: bool = False) -> AsyncIterator[LLMChunk]:
         if self.thread.closed:
-            raise LLMError("the engine is closed")
+            raise LLMUnavailable("the llm-llama engine is closed")
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
         finished = loop.create_future()
